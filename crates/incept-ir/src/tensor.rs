@@ -265,9 +265,12 @@ fn decode(dtype: DType, bytes: &[u8], order: ByteOrder) -> TensorData {
     match dtype {
         DType::F32 => TensorData::F32(chunks(bytes, order, f32::from_le_bytes, f32::from_be_bytes)),
         DType::F16 => TensorData::F16(chunks(bytes, order, f16::from_le_bytes, f16::from_be_bytes)),
-        DType::BF16 => {
-            TensorData::BF16(chunks(bytes, order, bf16::from_le_bytes, bf16::from_be_bytes))
-        }
+        DType::BF16 => TensorData::BF16(chunks(
+            bytes,
+            order,
+            bf16::from_le_bytes,
+            bf16::from_be_bytes,
+        )),
         DType::F64 => TensorData::F64(chunks(bytes, order, f64::from_le_bytes, f64::from_be_bytes)),
         DType::I64 => TensorData::I64(chunks(bytes, order, i64::from_le_bytes, i64::from_be_bytes)),
     }
@@ -289,8 +292,8 @@ mod tests {
 
     #[test]
     fn refuses_wrong_byte_length_before_allocating() {
-        let err = Tensor::from_bytes(DType::F32, vec![1 << 40], &[0; 16], ByteOrder::Little)
-            .unwrap_err();
+        let err =
+            Tensor::from_bytes(DType::F32, vec![1 << 40], &[0; 16], ByteOrder::Little).unwrap_err();
         assert!(matches!(err, TensorError::ByteLength { .. }), "{err}");
         let err = Tensor::from_bytes(DType::F32, vec![usize::MAX, 3], &[], ByteOrder::Little)
             .unwrap_err();

@@ -1,0 +1,6 @@
+//! Architecture templates: IR graphs of known networks with their framework's
+//! module names, so weights from any format can be bound by key.
+
+pub mod inception_v3;
+
+pub use inception_v3::{InceptionV3, InceptionV3Config, TemplateError, Widths, inception_v3};
