@@ -1,11 +1,53 @@
 //! `cargo xtask`: project automation that is not part of the product.
+//!
+//! Everything that needs Python (PyTorch, torchvision, onnxruntime) lives here and
+//! runs inside the repository's `.venv`, which `cargo xtask venv` creates from
+//! `fixtures/requirements.txt`. The product crates never call Python.
+//!
+//! Commands:
+//! - `venv`: create or update `.venv` (also done implicitly by the others).
+//! - `fixtures [--full] [--out DIR] [--check]`: run `fixtures/make_fixtures.py`.
+//! - `interop [--list] [--only NAME]... [--no-build]`: the named checks of
+//!   `xtask/interop/` against the release `incept` binary.
+
+// xtask is a command-line tool for developers: printing is its user interface.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod fixtures;
+mod interop;
+mod util;
+mod venv;
 
 use anyhow::{Result, bail};
 
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  venv [--force]                        create/update .venv from fixtures/requirements.txt
+  fixtures [--full] [--out DIR]         regenerate the fixtures (tiny models, or --full size into fixtures/full/)
+  fixtures --check [--full] [--out DIR] regenerate into a temp dir and compare with the existing files
+  interop [--list] [--only NAME]... [--no-build]
+                                        run the interop checks (xtask/interop/) against target/release/incept
+";
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some(other) => bail!("unknown xtask command `{other}`"),
-        None => bail!("usage: cargo xtask <command>"),
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        bail!("missing command");
+    };
+    match cmd.as_str() {
+        "venv" => venv::cmd(rest),
+        "fixtures" => fixtures::cmd(rest),
+        "interop" => interop::cmd(rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown xtask command `{other}`")
+        }
     }
 }
