@@ -38,14 +38,20 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let root = util::root();
     let python = venv::ensure()?;
     let out = opts.out.clone().unwrap_or_else(|| root.join("fixtures"));
-    if opts.check { check(&python, &root, opts.full, &out) } else { generate(&python, &root, opts.full, &out) }
+    if opts.check {
+        check(&python, &root, opts.full, &out)
+    } else {
+        generate(&python, &root, opts.full, &out)
+    }
 }
 
 /// Runs the generator into `out` (the tiny set, or `out/full/` with `full`).
 pub fn generate(python: &Path, root: &Path, full: bool, out: &Path) -> Result<()> {
     let start = Instant::now();
     let mut cmd = Command::new(python);
-    cmd.arg(root.join("fixtures").join("make_fixtures.py")).arg("--out").arg(out);
+    cmd.arg(root.join("fixtures").join("make_fixtures.py"))
+        .arg("--out")
+        .arg(out);
     if full {
         cmd.arg("--full");
     }
@@ -68,7 +74,8 @@ struct Expected {
 }
 
 fn load_expected(path: &Path) -> Result<Vec<Expected>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.trim();
@@ -76,7 +83,10 @@ fn load_expected(path: &Path) -> Result<Vec<Expected>> {
             continue;
         }
         let (pattern, reason) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        out.push(Expected { pattern: pattern.to_owned(), reason: reason.trim().to_owned() });
+        out.push(Expected {
+            pattern: pattern.to_owned(),
+            reason: reason.trim().to_owned(),
+        });
     }
     Ok(out)
 }
@@ -90,10 +100,15 @@ fn matches(pattern: &str, rel: &str) -> bool {
 
 fn check(python: &Path, root: &Path, full: bool, out: &Path) -> Result<()> {
     let expected = load_expected(&root.join("fixtures").join("reproducibility.txt"))?;
-    let tmp = tempfile::Builder::new().prefix("incept-fixtures-check-").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("incept-fixtures-check-")
+        .tempdir()?;
     generate(python, root, full, tmp.path())?;
-    let (fresh, existing) =
-        if full { (tmp.path().join("full"), out.join("full")) } else { (tmp.path().to_path_buf(), out.to_path_buf()) };
+    let (fresh, existing) = if full {
+        (tmp.path().join("full"), out.join("full"))
+    } else {
+        (tmp.path().to_path_buf(), out.to_path_buf())
+    };
 
     let produced = util::files_under(&fresh)?;
     let mut unexpected = 0usize;
@@ -102,7 +117,10 @@ fn check(python: &Path, root: &Path, full: bool, out: &Path) -> Result<()> {
     for rel in &produced {
         let rel_s = rel.to_string_lossy().replace('\\', "/");
         let old = existing.join(rel);
-        let reason = expected.iter().find(|e| matches(&e.pattern, &rel_s)).map(|e| e.reason.as_str());
+        let reason = expected
+            .iter()
+            .find(|e| matches(&e.pattern, &rel_s))
+            .map(|e| e.reason.as_str());
         if !old.exists() {
             println!("  MISSING     {rel_s} (not in {})", existing.display());
             unexpected += 1;
@@ -116,7 +134,9 @@ fn check(python: &Path, root: &Path, full: bool, out: &Path) -> Result<()> {
             }
             (true, Some(_)) => {
                 same += 1;
-                println!("  identical   {rel_s} (listed as non-reproducible: update reproducibility.txt?)");
+                println!(
+                    "  identical   {rel_s} (listed as non-reproducible: update reproducibility.txt?)"
+                );
             }
             (false, Some(why)) => println!("  differs     {rel_s} (expected: {why})"),
             (false, None) => {
@@ -126,7 +146,10 @@ fn check(python: &Path, root: &Path, full: bool, out: &Path) -> Result<()> {
         }
     }
     // Files in the generated model directories that a fresh run no longer makes.
-    let mut dirs: Vec<PathBuf> = produced.iter().filter_map(|r| r.parent().map(Path::to_path_buf)).collect();
+    let mut dirs: Vec<PathBuf> = produced
+        .iter()
+        .filter_map(|r| r.parent().map(Path::to_path_buf))
+        .collect();
     dirs.sort();
     dirs.dedup();
     for dir in dirs.iter().filter(|d| !d.as_os_str().is_empty()) {
@@ -142,7 +165,10 @@ fn check(python: &Path, root: &Path, full: bool, out: &Path) -> Result<()> {
             }
         }
     }
-    println!("{same} of {} files identical; {unexpected} unexpected difference(s)", produced.len());
+    println!(
+        "{same} of {} files identical; {unexpected} unexpected difference(s)",
+        produced.len()
+    );
     if unexpected > 0 {
         bail!("fixtures are not reproducible as documented (see fixtures/reproducibility.txt)");
     }

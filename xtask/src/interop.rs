@@ -59,18 +59,27 @@ pub fn cmd(args: &[String]) -> Result<()> {
             bail!("unknown interop check `{name}` (see `cargo xtask interop --list`)");
         }
     }
-    let selected: Vec<&Check> = CHECKS.iter().filter(|c| only.is_empty() || only.contains(&c.name.to_owned())).collect();
+    let selected: Vec<&Check> = CHECKS
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(&c.name.to_owned()))
+        .collect();
 
     let root = util::root();
     let python = venv::ensure()?;
     let fixtures_dir = root.join("fixtures");
-    if selected.iter().any(|c| c.needs_full) && !fixtures_dir.join("full").join("meta.json").exists() {
+    if selected.iter().any(|c| c.needs_full)
+        && !fixtures_dir.join("full").join("meta.json").exists()
+    {
         eprintln!("fixtures/full/ is missing: generating the full-size set");
         fixtures::generate(&python, &root, true, &fixtures_dir)?;
     }
 
     let incept = root.join("target").join("release").join("incept");
-    let build_error = if build { build_incept(&root).err() } else { None };
+    let build_error = if build {
+        build_incept(&root).err()
+    } else {
+        None
+    };
     if let Some(e) = &build_error {
         eprintln!("incept binary not built: {e:#}");
     }
@@ -105,10 +114,20 @@ pub fn cmd(args: &[String]) -> Result<()> {
 
 fn build_incept(root: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    util::run(Command::new(cargo).args(["build", "--release", "-p", "incept-cli"]).current_dir(root))
+    util::run(
+        Command::new(cargo)
+            .args(["build", "--release", "-p", "incept-cli"])
+            .current_dir(root),
+    )
 }
 
-fn run_check(python: &Path, root: &Path, check: &Check, incept: &Path, fixtures_dir: &Path) -> Result<()> {
+fn run_check(
+    python: &Path,
+    root: &Path,
+    check: &Check,
+    incept: &Path,
+    fixtures_dir: &Path,
+) -> Result<()> {
     let script = root.join("xtask").join("interop").join(check.script);
     util::run(
         Command::new(python)

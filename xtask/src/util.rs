@@ -30,9 +30,14 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     eprintln!("$ {shown}");
     let start = Instant::now();
-    let status = cmd.status().with_context(|| format!("could not start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
     if !status.success() {
-        bail!("command failed ({status}) after {:.1}s: {shown}", start.elapsed().as_secs_f64());
+        bail!(
+            "command failed ({status}) after {:.1}s: {shown}",
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -47,14 +47,18 @@ fn ensure_with(root: &Path, force: bool) -> Result<PathBuf> {
         eprintln!("creating {} with {base}", venv.display());
         util::run(Command::new(&base).arg("-m").arg("venv").arg(&venv))?;
     } else {
-        eprintln!("updating {} (requirements.txt changed or no stamp)", venv.display());
+        eprintln!(
+            "updating {} (requirements.txt changed or no stamp)",
+            venv.display()
+        );
     }
     util::run(
         Command::new(&python)
             .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
             .arg(&requirements),
     )?;
-    std::fs::write(&stamp, format!("{wanted}\n")).with_context(|| format!("writing {}", stamp.display()))?;
+    std::fs::write(&stamp, format!("{wanted}\n"))
+        .with_context(|| format!("writing {}", stamp.display()))?;
     eprintln!("venv ready in {:.1}s", start.elapsed().as_secs_f64());
     Ok(python)
 }
