@@ -26,6 +26,10 @@ pub trait Float:
     fn from_f64(x: f64) -> Self;
     /// Widens to `f64`.
     fn to_f64(self) -> f64;
+    /// True for NaN.
+    fn is_nan(self) -> bool {
+        self.to_f64().is_nan()
+    }
     /// Wraps a buffer as a tensor.
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor>;
     /// The tensor's elements converted to this type, rounding to nearest.

@@ -360,10 +360,8 @@ pub fn build_plan<T: Float>(
     for &i in &graph.inputs {
         touch(i, 0, &mut first, &mut last);
     }
-    for v in 0..nv {
-        if pinned[v] {
-            touch(v, n_steps, &mut first, &mut last);
-        }
+    for (v, _) in pinned.iter().enumerate().filter(|(_, p)| **p) {
+        touch(v, n_steps, &mut first, &mut last);
     }
     // 4. Physical buffers: greedy reuse of freed buffers, best fit by size.
     let per_image = |v: ValueId| graph.values[v].ty.numel_per_item();

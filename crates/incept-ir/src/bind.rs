@@ -109,10 +109,13 @@ impl Graph {
         let mut err = BindError::default();
         let mut by_key: BTreeMap<String, Tensor> = BTreeMap::new();
         for (k, t) in tensors {
-            if by_key.contains_key(&k) {
-                err.duplicated.push(k);
-            } else {
-                by_key.insert(k, t);
+            match by_key.entry(k) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    err.duplicated.push(e.key().clone())
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(t);
+                }
             }
         }
         let mut plan = Vec::with_capacity(self.params.len());

@@ -175,6 +175,7 @@ mod tests {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn check(
         c: usize,
         h: usize,

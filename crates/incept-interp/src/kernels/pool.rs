@@ -56,7 +56,7 @@ pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T]) {
                             for x in x0c..x1c {
                                 let e = row[x as usize];
                                 // NaN wins, as in PyTorch.
-                                if e > m || e != e {
+                                if e > m || e.is_nan() {
                                     m = e;
                                 }
                             }
