@@ -6,7 +6,7 @@
 //! `<script> --incept <path to incept> --fixtures <fixtures dir>` and must exit
 //! non-zero on any mismatch, printing a readable summary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -33,16 +33,22 @@ const CHECKS: &[Check] = &[Check {
     about: "`incept report --format json` vs torchvision Inception3: per-layer output shapes, parameters, MACs; totals",
 }];
 
-/// `cargo xtask interop [--list] [--only NAME]... [--no-build]`.
+/// `cargo xtask interop [--list] [--only NAME]... [--no-build] [--incept PATH]`.
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut only: Vec<String> = Vec::new();
     let mut build = true;
+    let mut incept_override: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--list" => {
                 for c in CHECKS {
-                    println!("{:<10} {}", c.name, c.about);
+                    let full = if c.needs_full {
+                        " [reads fixtures/full/]"
+                    } else {
+                        ""
+                    };
+                    println!("{:<10} {}{full}", c.name, c.about);
                 }
                 return Ok(());
             }
@@ -51,6 +57,13 @@ pub fn cmd(args: &[String]) -> Result<()> {
                 None => bail!("--only needs a check name"),
             },
             "--no-build" => build = false,
+            "--incept" => match it.next() {
+                Some(path) => {
+                    incept_override = Some(PathBuf::from(path));
+                    build = false;
+                }
+                None => bail!("--incept needs a path"),
+            },
             other => bail!("interop: unknown option `{other}`"),
         }
     }
@@ -67,14 +80,14 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let root = util::root();
     let python = venv::ensure()?;
     let fixtures_dir = root.join("fixtures");
-    if selected.iter().any(|c| c.needs_full)
-        && !fixtures_dir.join("full").join("meta.json").exists()
-    {
+    // Generated once, for the checks that read it (`needs_full`) and for manual comparisons.
+    if !fixtures_dir.join("full").join("meta.json").exists() {
         eprintln!("fixtures/full/ is missing: generating the full-size set");
         fixtures::generate(&python, &root, true, &fixtures_dir)?;
     }
 
-    let incept = root.join("target").join("release").join("incept");
+    let incept =
+        incept_override.unwrap_or_else(|| root.join("target").join("release").join("incept"));
     let build_error = if build {
         build_incept(&root).err()
     } else {

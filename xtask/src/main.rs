@@ -7,7 +7,7 @@
 //! Commands:
 //! - `venv`: create or update `.venv` (also done implicitly by the others).
 //! - `fixtures [--full] [--out DIR] [--check]`: run `fixtures/make_fixtures.py`.
-//! - `interop [--list] [--only NAME]... [--no-build]`: the named checks of
+//! - `interop [--list] [--only NAME]... [--no-build] [--incept PATH]`: the named checks of
 //!   `xtask/interop/` against the release `incept` binary.
 
 // xtask is a command-line tool for developers: printing is its user interface.
@@ -18,6 +18,8 @@ mod interop;
 mod util;
 mod venv;
 
+use std::process::ExitCode;
+
 use anyhow::{Result, bail};
 
 const USAGE: &str = "\
@@ -27,11 +29,24 @@ commands:
   venv [--force]                        create/update .venv from fixtures/requirements.txt
   fixtures [--full] [--out DIR]         regenerate the fixtures (tiny models, or --full size into fixtures/full/)
   fixtures --check [--full] [--out DIR] regenerate into a temp dir and compare with the existing files
-  interop [--list] [--only NAME]... [--no-build]
+  interop [--list] [--only NAME]... [--no-build] [--incept PATH]
                                         run the interop checks (xtask/interop/) against target/release/incept
+                                        (built first with cargo build --release -p incept-cli unless --no-build
+                                        or --incept PATH is given)
 ";
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the context chain on one line, without anyhow's backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, rest)) = args.split_first() else {
         eprint!("{USAGE}");

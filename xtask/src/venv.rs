@@ -1,6 +1,7 @@
 //! The Python environment: `.venv` at the repository root, built from
 //! `fixtures/requirements.txt` and stamped with that file's hash so that it is
-//! rebuilt (by `pip install`) exactly when the pins change.
+//! rebuilt (by `pip install`) exactly when the pins change. `INCEPT_VENV` overrides
+//! the location; `INCEPT_PYTHON` the interpreter that creates it (default `python3`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,7 +33,7 @@ pub fn ensure() -> Result<PathBuf> {
 }
 
 fn ensure_with(root: &Path, force: bool) -> Result<PathBuf> {
-    let venv = root.join(".venv");
+    let venv = std::env::var_os("INCEPT_VENV").map_or_else(|| root.join(".venv"), PathBuf::from);
     let python = venv.join("bin").join("python");
     let requirements = root.join("fixtures").join("requirements.txt");
     let wanted = util::sha256_file(&requirements)?;
