@@ -18,6 +18,8 @@ const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
 const CENTRAL_SIG: u32 = 0x0201_4b50;
 const LOCAL_SIG: u32 = 0x0403_4b50;
 const EOCD_LEN: usize = 22;
+const STORED: u16 = 0;
+const DEFLATE: u16 = 8;
 const CENTRAL_LEN: usize = 46;
 const LOCAL_LEN: usize = 30;
 
@@ -29,6 +31,7 @@ pub(crate) struct ZipEntry {
     /// The entry's bytes within the file.
     pub data: Range<usize>,
     crc: u32,
+    method: u16,
     header: usize,
 }
 
@@ -237,13 +240,15 @@ impl<'a> ZipArchive<'a> {
             if flags & 0x0041 != 0 {
                 return Err(ZipError::Encrypted { entry: name });
             }
-            if method != 0 {
+            // TorchScript deflates its `code/` entries, which are never read:
+            // deflate may be listed, but only stored entries can be read.
+            if method != STORED && method != DEFLATE {
                 return Err(ZipError::Compressed {
                     entry: name,
                     method,
                 });
             }
-            if csize != usize_ {
+            if method == STORED && csize != usize_ {
                 return Err(ZipError::BadRecord {
                     index,
                     reason: format!(
@@ -281,14 +286,14 @@ impl<'a> ZipArchive<'a> {
             }
             if lflags & 0x0008 == 0 {
                 let lcrc = lh.u32(header + 14)?;
-                let lsize = lh.u32(header + 22)?;
+                let lsize = lh.u32(header + 18)?;
                 if lcrc != crc {
                     return Err(ZipError::LocalHeaderMismatch {
                         entry: name,
                         field: "CRC-32",
                     });
                 }
-                if lsize != u32::MAX && u64::from(lsize) != usize_ {
+                if lsize != u32::MAX && u64::from(lsize) != csize {
                     return Err(ZipError::LocalHeaderMismatch {
                         entry: name,
                         field: "size",
@@ -304,7 +309,7 @@ impl<'a> ZipArchive<'a> {
                 });
             }
             let start = header + LOCAL_LEN + lname_len + lextra_len;
-            let end = (start as u64).saturating_add(usize_);
+            let end = (start as u64).saturating_add(csize);
             if end > dir.offset as u64 {
                 return Err(ZipError::OutOfBounds {
                     entry: name,
@@ -320,6 +325,7 @@ impl<'a> ZipArchive<'a> {
                 name,
                 data: start..end,
                 crc,
+                method,
                 header,
             });
             at = record_end;
@@ -353,6 +359,12 @@ impl<'a> ZipArchive<'a> {
         let Some(e) = self.by_name.get(name).and_then(|&i| self.entries.get(i)) else {
             return Ok(None);
         };
+        if e.method != STORED {
+            return Err(ZipError::Compressed {
+                entry: e.name.clone(),
+                method: e.method,
+            });
+        }
         let data = self
             .bytes
             .get(e.data.clone())
