@@ -453,7 +453,7 @@ pub enum PickleError {
         opcode: &'static str,
     },
     /// The pickle would build more values than any checkpoint needs.
-    #[error("byte {offset}: the pickle expands to more than {limit} values (memo amplification?)")]
+    #[error("byte {offset}: the pickle would build more than {limit} values (memo amplification?)")]
     Budget {
         /// Offset.
         offset: usize,

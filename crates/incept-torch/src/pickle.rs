@@ -6,9 +6,10 @@
 //! global through [`crate::allowlist`], resolves persistent ids to storages
 //! without reading them, and caps the work a pickle may cause:
 //!
-//! - every container records its expanded weight, and the sum of the weights
-//!   created is capped ([`MAX_EXPANDED`]), so `h0 h0 TUPLE2 q0` repeated fails
-//!   after a few dozen bytes instead of exhausting memory;
+//! - every container records its expanded weight, capped at [`MAX_EXPANDED`],
+//!   so `h0 h0 TUPLE2 q0` repeated fails after a few dozen bytes instead of
+//!   building a tree any later walk would take forever over; the values
+//!   created are counted and capped too ([`MAX_CREATED`]);
 //! - nested MARKs and the stack length are capped;
 //! - integers wider than 64 bits, opcodes torch never writes, BUILD or SETITEM
 //!   on anything but a dict, and unknown persistent ids are errors with the
@@ -22,8 +23,11 @@ use crate::error::PickleError;
 use crate::storage::StorageRef;
 use crate::value::{Dict, Heap, Obj, ObjId, Value};
 
-/// Cap on the total expanded weight of the containers a pickle creates.
+/// Cap on the expanded size of any one value (its tree with every shared
+/// reference copied out): what memo amplification multiplies.
 pub(crate) const MAX_EXPANDED: u64 = 1 << 25;
+/// Cap on the values one pickle creates (list items, dict entries, tuples…).
+pub(crate) const MAX_CREATED: u64 = 1 << 24;
 /// Cap on nested MARKs.
 pub(crate) const MAX_MARKS: usize = 1024;
 /// Cap on the number of values on the stack.
@@ -301,7 +305,7 @@ pub(crate) fn parse_at(data: &[u8], start: usize, mode: Mode) -> Result<Parsed, 
         marks: Vec::new(),
         memo: HashMap::new(),
         heap: Heap::default(),
-        expanded: 0,
+        created: 0,
         storages: HashMap::new(),
     }
     .run()
@@ -315,7 +319,7 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
     heap: Heap,
-    expanded: u64,
+    created: u64,
     storages: HashMap<Rc<str>, ObjId>,
 }
 
@@ -572,7 +576,8 @@ impl<'a> Machine<'a> {
                     _ => return Err(self.wrong_type(op, at, "an argument tuple", &args)),
                 };
                 let v = allowlist::call(&g, &args, &mut self.heap, at)?;
-                self.charge(self.heap.weight(&v), at)?;
+                self.count(1, at)?;
+                self.check_weight(self.heap.weight(&v), at)?;
                 self.stack.push(v);
             }
             Op::NewObj => {
@@ -585,7 +590,7 @@ impl<'a> Machine<'a> {
                 match &cls {
                     Value::Global(g @ Global::TsClass(_)) => {
                         let v = allowlist::call(g, &args, &mut self.heap, at)?;
-                        self.charge(1, at)?;
+                        self.count(1, at)?;
                         self.stack.push(v);
                     }
                     _ => return Err(self.wrong_type(op, at, "a TorchScript class", &cls)),
@@ -614,8 +619,8 @@ impl<'a> Machine<'a> {
                         });
                     }
                 }
+                self.check_weight(self.heap.weight(&Value::Ref(id)).saturating_add(w), at)?;
                 self.heap.add_weight(id, w);
-                self.charge(w, at)?;
             }
             Op::BinPersId => {
                 let pid = self.pop(op, at)?;
@@ -835,9 +840,21 @@ impl<'a> Machine<'a> {
 
     // --- containers and the budget -----------------------------------------
 
-    fn charge(&mut self, weight: u64, at: usize) -> Result<(), PickleError> {
-        self.expanded = self.expanded.saturating_add(weight);
-        if self.expanded > MAX_EXPANDED || weight > MAX_EXPANDED {
+    /// Counts values created: bounds the heap, whatever the sharing.
+    fn count(&mut self, n: usize, at: usize) -> Result<(), PickleError> {
+        self.created = self.created.saturating_add(n as u64);
+        if self.created > MAX_CREATED {
+            return Err(PickleError::Budget {
+                offset: at,
+                limit: MAX_CREATED,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bounds one object's expanded size: what memo sharing multiplies.
+    fn check_weight(&self, weight: u64, at: usize) -> Result<(), PickleError> {
+        if weight > MAX_EXPANDED {
             return Err(PickleError::Budget {
                 offset: at,
                 limit: MAX_EXPANDED,
@@ -847,7 +864,7 @@ impl<'a> Machine<'a> {
     }
 
     fn new_container(&mut self, obj: Obj, at: usize) -> Result<(), PickleError> {
-        self.charge(1, at)?;
+        self.count(1, at)?;
         let v = self.heap.alloc(obj, 1);
         self.stack.push(v);
         Ok(())
@@ -862,7 +879,8 @@ impl<'a> Machine<'a> {
         let w = items
             .iter()
             .fold(1u64, |acc, v| acc.saturating_add(self.heap.weight(v)));
-        self.charge(w, at)?;
+        self.count(items.len() + 1, at)?;
+        self.check_weight(w, at)?;
         let v = self.heap.alloc(make(items), w);
         self.stack.push(v);
         Ok(())
@@ -878,7 +896,8 @@ impl<'a> Machine<'a> {
         let w = items
             .iter()
             .fold(0u64, |acc, v| acc.saturating_add(self.heap.weight(v)));
-        self.charge(w, at)?;
+        self.count(items.len(), at)?;
+        self.check_weight(self.heap.weight(&Value::Ref(id)).saturating_add(w), at)?;
         let found = self.heap.get(id).map(Obj::describe).unwrap_or_default();
         match self.heap.get_mut(id) {
             Some(Obj::List(list)) => list.extend(items),
@@ -911,7 +930,8 @@ impl<'a> Machine<'a> {
         let w = items
             .iter()
             .fold(0u64, |acc, v| acc.saturating_add(self.heap.weight(v)));
-        self.charge(w, at)?;
+        self.count(items.len(), at)?;
+        self.check_weight(self.heap.weight(&Value::Ref(id)).saturating_add(w), at)?;
         let found = self.heap.get(id).map(Obj::describe).unwrap_or_default();
         let Some(Obj::Dict(_)) = self.heap.get(id) else {
             return Err(PickleError::WrongType {
@@ -1043,7 +1063,7 @@ impl<'a> Machine<'a> {
                 ))),
             };
         }
-        self.charge(1, at)?;
+        self.count(1, at)?;
         let v = self.heap.alloc(Obj::Storage(storage), 1);
         if let Value::Ref(id) = v {
             self.storages.insert(key, id);

@@ -1,0 +1,454 @@
+//! Hostile and broken inputs: each is refused with a specific error whose
+//! message names the file and the thing at fault; nothing is executed and
+//! nothing panics.
+
+mod common;
+
+use incept_torch::{FormatError, LegacyError, PickleError, TorchError, ViewError, ZipError};
+
+/// Asserts the message names the file and every fragment given.
+fn names(err: &TorchError, file: &str, fragments: &[&str]) {
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(file),
+        "message does not start with the file: {msg}"
+    );
+    for f in fragments {
+        assert!(msg.contains(f), "message lacks {f:?}: {msg}");
+    }
+}
+
+fn pickle_err(file: &str) -> (TorchError, PickleError) {
+    let err = common::refused(file);
+    let p = err
+        .pickle_error()
+        .unwrap_or_else(|| panic!("{file}: not a pickle error: {err}"))
+        .clone();
+    (err, p)
+}
+
+#[test]
+fn posix_system_is_refused_and_nothing_runs() {
+    // The committed fixture, and one made now whose command names this process.
+    let marker = std::path::PathBuf::from(format!("/tmp/incept_pwned_{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let mut pkl = b"\x80\x02cposix\nsystem\n".to_vec();
+    pkl.extend(common::unicode(&format!("touch {}", marker.display())));
+    pkl.extend(b"\x85R.");
+    let err = incept_torch::load_bytes(&common::pickle_zip(&pkl), "pwn.pth").unwrap_err();
+    assert!(
+        matches!(err.pickle_error(), Some(PickleError::RefusedGlobal { module, name, .. }) if module == "posix" && name == "system"),
+        "{err}"
+    );
+    names(
+        &err,
+        "pwn.pth",
+        &["archive/data.pkl", "posix.system", "byte 2"],
+    );
+    assert!(!marker.exists(), "{} was created", marker.display());
+
+    let (err, p) = pickle_err("bad_posix_system.pth");
+    assert!(matches!(p, PickleError::RefusedGlobal { .. }), "{err}");
+    names(&err, "bad_posix_system.pth", &["posix.system"]);
+    assert!(!std::path::Path::new("/tmp/incept_pwned_fixture").exists());
+}
+
+#[test]
+fn builtins_eval_stack_global_and_dotted_names_are_refused() {
+    for (file, global) in [
+        ("bad_builtins_eval.pth", "builtins.eval"),
+        ("bad_stack_global.pth", "os.system"),
+        ("bad_dotted_global.pth", "builtins.print.__class__.__base__"),
+    ] {
+        let (err, p) = pickle_err(file);
+        assert!(matches!(p, PickleError::RefusedGlobal { .. }), "{err}");
+        names(&err, file, &[global]);
+    }
+}
+
+#[test]
+fn pickled_modules_are_refused_with_advice() {
+    for (file, global) in [
+        (
+            "bad_whole_module.pth",
+            "torch.nn.modules.container.Sequential",
+        ),
+        (
+            "bad_torchvision_class.pth",
+            "torchvision.models.inception.Inception3",
+        ),
+    ] {
+        let (err, p) = pickle_err(file);
+        assert!(matches!(p, PickleError::WholeModule { .. }), "{err}");
+        names(&err, file, &[global, "model.state_dict()"]);
+    }
+}
+
+#[test]
+fn memo_amplification_is_capped() {
+    let (err, p) = pickle_err("bad_memo_amplification.pth");
+    assert!(matches!(p, PickleError::Budget { .. }), "{err}");
+    names(&err, "bad_memo_amplification.pth", &["memo amplification"]);
+}
+
+#[test]
+fn a_million_nested_marks_do_not_overflow_the_stack() {
+    let mut pkl = vec![0x80, 2];
+    pkl.extend(std::iter::repeat_n(b'(', 1_000_000));
+    pkl.push(b'.');
+    let err = incept_torch::load_bytes(&common::pickle_zip(&pkl), "marks.pth").unwrap_err();
+    assert!(
+        matches!(
+            err.pickle_error(),
+            Some(PickleError::Depth {
+                what: "nested MARKs",
+                ..
+            })
+        ),
+        "{err}"
+    );
+    // Deeply nested tuples built within the MARK cap are fine to build and drop.
+    let mut pkl = vec![0x80, 2, b')'];
+    pkl.extend(std::iter::repeat_n(0x85, 200_000)); // TUPLE1
+    pkl.push(b'.');
+    let err = incept_torch::load_bytes(&common::pickle_zip(&pkl), "nest.pth").unwrap_err();
+    assert!(
+        matches!(err.format_error(), Some(FormatError::NoStateDict { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_pickles_name_the_offset() {
+    let (err, p) = pickle_err("bad_long1_9_bytes.pth");
+    assert!(
+        matches!(p, PickleError::LongTooWide { width: 9, .. }),
+        "{err}"
+    );
+    names(&err, "bad_long1_9_bytes.pth", &["9 bytes", "byte "]);
+
+    let (err, p) = pickle_err("bad_unknown_opcode.pth");
+    assert!(
+        matches!(
+            p,
+            PickleError::UnknownOpcode {
+                offset: 3,
+                byte: 0xff
+            }
+        ),
+        "{err}"
+    );
+    names(&err, "bad_unknown_opcode.pth", &["byte 3", "0xff"]);
+
+    let (err, p) = pickle_err("bad_stack_underflow.pth");
+    assert!(
+        matches!(p, PickleError::StackUnderflow { offset: 2, .. }),
+        "{err}"
+    );
+    names(&err, "bad_stack_underflow.pth", &["TUPLE2"]);
+
+    let (err, p) = pickle_err("bad_memo_missing.pth");
+    assert!(
+        matches!(p, PickleError::MemoMissing { key: 7, .. }),
+        "{err}"
+    );
+
+    let (err, p) = pickle_err("bad_missing_stop.pth");
+    assert!(matches!(p, PickleError::MissingStop { offset: 3 }), "{err}");
+
+    let (err, p) = pickle_err("bad_trailing_bytes.pth");
+    assert!(
+        matches!(
+            p,
+            PickleError::TrailingBytes {
+                offset: 4,
+                count: 2
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn allowed_callables_misused() {
+    let (err, p) = pickle_err("bad_rebuild_arity.pth");
+    assert!(
+        matches!(&p, PickleError::Misuse { callable, .. } if callable == "torch._utils._rebuild_tensor_v2"),
+        "{err}"
+    );
+    names(&err, "bad_rebuild_arity.pth", &["3 arguments"]);
+
+    let (err, p) = pickle_err("bad_ordereddict_args.pth");
+    assert!(
+        matches!(&p, PickleError::Misuse { callable, .. } if callable == "collections.OrderedDict"),
+        "{err}"
+    );
+
+    let (err, p) = pickle_err("bad_setitem_on_list.pth");
+    assert!(
+        matches!(
+            p,
+            PickleError::WrongType {
+                opcode: "SETITEM",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let (err, p) = pickle_err("bad_build_on_tensor.pth");
+    assert!(
+        matches!(
+            p,
+            PickleError::WrongType {
+                opcode: "BUILD",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    names(&err, "bad_build_on_tensor.pth", &["a tensor"]);
+
+    let (err, p) = pickle_err("bad_persistent_id.pth");
+    assert!(matches!(p, PickleError::BadPersistentId { .. }), "{err}");
+    names(&err, "bad_persistent_id.pth", &["'storage'"]);
+}
+
+#[test]
+fn storages_and_views_are_checked_before_allocating() {
+    let err = common::refused("bad_view_out_of_storage.pth");
+    assert!(
+        matches!(err.format_error(), Some(FormatError::View { tensor, error: ViewError::OutOfBounds { .. } }) if tensor == "w"),
+        "{err}"
+    );
+    names(
+        &err,
+        "bad_view_out_of_storage.pth",
+        &["tensor `w`", "storage `0`", "4 elements"],
+    );
+
+    // 2^40 f32 elements over a 16-byte blob: refused by arithmetic, not by the allocator.
+    let err = common::refused("bad_huge_shape.pth");
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::View {
+                error: ViewError::OutOfBounds { .. },
+                ..
+            })
+        ),
+        "{err}"
+    );
+    names(&err, "bad_huge_shape.pth", &["1099511627776"]);
+
+    let err = common::refused("bad_numel_mismatch.pth");
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::StorageSize {
+                numel: 10,
+                expected: 40,
+                found: 16,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    names(
+        &err,
+        "bad_numel_mismatch.pth",
+        &["storage `0`", "archive/data/0"],
+    );
+
+    let err = common::refused("bad_negative_stride.pth");
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::View {
+                error: ViewError::Negative { what: "stride", .. },
+                ..
+            })
+        ),
+        "{err}"
+    );
+
+    let (err, p) = pickle_err("bad_traversal_key.pth");
+    assert!(
+        matches!(&p, PickleError::BadStorageKey { key, .. } if key == "../x"),
+        "{err}"
+    );
+    names(&err, "bad_traversal_key.pth", &["../x"]);
+}
+
+#[test]
+fn zip_damage() {
+    let err = common::refused("bad_duplicate_entry.pth");
+    assert!(
+        matches!(err.zip_error(), Some(ZipError::DuplicateEntry { name }) if name == "archive/data.pkl"),
+        "{err}"
+    );
+
+    let err = common::refused("bad_overlap.pth");
+    assert!(
+        matches!(err.zip_error(), Some(ZipError::Overlap { .. })),
+        "{err}"
+    );
+    names(
+        &err,
+        "bad_overlap.pth",
+        &["archive/data.pkl", "archive/version"],
+    );
+
+    let err = common::refused("bad_deflate.pth");
+    assert!(
+        matches!(
+            err.zip_error(),
+            Some(ZipError::Compressed { method: 8, .. })
+        ),
+        "{err}"
+    );
+    names(&err, "bad_deflate.pth", &["archive/data.pkl"]);
+
+    let err = common::refused("bad_truncated.pth");
+    assert!(
+        matches!(err.zip_error(), Some(ZipError::NoEndRecord)),
+        "{err}"
+    );
+
+    // A storage entry whose bytes were altered after the CRC was computed.
+    let mut b = common::bytes("dtypes.pth");
+    let at = b.windows(6).position(|w| w == b"little").unwrap();
+    b[at] = b'L';
+    let err = incept_torch::load_bytes(&b, "crc.pth").unwrap_err();
+    assert!(
+        matches!(err.zip_error(), Some(ZipError::Crc { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn not_a_checkpoint() {
+    let err = common::refused("bad_empty.pth");
+    assert!(
+        matches!(err.format_error(), Some(FormatError::Empty)),
+        "{err}"
+    );
+
+    let err = common::refused("bad_random.pth");
+    assert!(
+        matches!(err.format_error(), Some(FormatError::UnknownFormat { .. })),
+        "{err}"
+    );
+
+    let err = common::refused("bad_safetensors.pth");
+    assert!(
+        matches!(err.format_error(), Some(FormatError::LooksLike { .. })),
+        "{err}"
+    );
+    names(&err, "bad_safetensors.pth", &["safetensors"]);
+
+    let err = common::refused("bad_onnx.pth");
+    assert!(
+        matches!(err.format_error(), Some(FormatError::LooksLike { .. })),
+        "{err}"
+    );
+    names(&err, "bad_onnx.pth", &["ONNX"]);
+}
+
+#[test]
+fn legacy_streams_go_through_the_same_allowlist() {
+    let good = common::bytes("legacy.pth");
+    // Magic, protocol and sys_info of a real stream, then an evil data pickle.
+    let sys_info_end = {
+        let mut n = 0;
+        let mut cut = 0;
+        for (i, &b) in good.iter().enumerate() {
+            if b == b'.' {
+                n += 1;
+                if n == 3 {
+                    cut = i + 1;
+                    break;
+                }
+            }
+        }
+        cut
+    };
+    let mut evil = good[..sys_info_end].to_vec();
+    evil.extend(b"\x80\x02cbuiltins\neval\n");
+    evil.extend(common::unicode("1"));
+    evil.extend(b"\x85R.");
+    let err = incept_torch::load_bytes(&evil, "evil_legacy.pth").unwrap_err();
+    assert!(
+        matches!(err.pickle_error(), Some(PickleError::RefusedGlobal { .. })),
+        "{err}"
+    );
+    names(
+        &err,
+        "evil_legacy.pth",
+        &["legacy data pickle", "builtins.eval"],
+    );
+
+    // Cut inside the last storage: the count is checked against the bytes left.
+    let cut = &good[..good.len() - 3];
+    let err = incept_torch::load_bytes(cut, "cut_legacy.pth").unwrap_err();
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::Legacy(LegacyError::Truncated { .. }))
+        ),
+        "{err}"
+    );
+}
+
+/// A cheap, deterministic fuzz: every prefix and many byte flips of real files
+/// must give an error or a checkpoint, never a panic.
+#[test]
+fn truncations_and_bit_flips_never_panic() {
+    for file in [
+        "dtypes.pth",
+        "legacy.pth",
+        "views.pth",
+        "big_endian.pth",
+        "torchscript.pt",
+    ] {
+        let good = common::bytes(file);
+        let step = (good.len() / 1500).max(1);
+        for n in (0..good.len()).step_by(step) {
+            let _ = incept_torch::load_bytes(&good[..n], file);
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..3000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut b = good.clone();
+            let at = (state % b.len() as u64) as usize;
+            b[at] ^= 1 << ((state >> 32) % 8);
+            let _ = incept_torch::load_bytes(&b, file);
+        }
+    }
+}
+
+/// The messages a user sees, kept readable.
+#[test]
+fn error_messages() {
+    let files = [
+        "bad_posix_system.pth",
+        "bad_whole_module.pth",
+        "bad_memo_amplification.pth",
+        "bad_long1_9_bytes.pth",
+        "bad_view_out_of_storage.pth",
+        "bad_numel_mismatch.pth",
+        "bad_traversal_key.pth",
+        "bad_rebuild_arity.pth",
+        "bad_duplicate_entry.pth",
+        "bad_safetensors.pth",
+        "bad_onnx.pth",
+        "bad_empty.pth",
+    ];
+    let text: Vec<String> = files
+        .iter()
+        .map(|f| common::refused(f).to_string())
+        .collect();
+    insta::assert_snapshot!(text.join("\n"));
+}
