@@ -2,6 +2,8 @@
 //! message names the file and the thing at fault; nothing is executed and
 //! nothing panics.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly on bad fixtures
+
 mod common;
 
 use incept_torch::{FormatError, LegacyError, PickleError, TorchError, ViewError, ZipError};

@@ -1,6 +1,8 @@
 //! Checkpoints written by torch itself, compared with the golden JSON the same
 //! script wrote from torch's own view of the tensors.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly on bad fixtures
+
 mod common;
 
 use incept_ir::{ByteOrder, DType};
