@@ -454,3 +454,113 @@ fn error_messages() {
         .collect();
     insta::assert_snapshot!(text.join("\n"));
 }
+
+#[test]
+fn a_key_set_twice_is_refused() {
+    // {'w': 1, 'w': 2} via SETITEMS: Python dicts cannot hold it, a crafted pickle can.
+    let mut pkl = b"\x80\x02}(".to_vec();
+    pkl.extend(common::unicode("w"));
+    pkl.extend(b"K\x01");
+    pkl.extend(common::unicode("w"));
+    pkl.extend(b"K\x02u.");
+    let err = incept_torch::load_bytes(&common::pickle_zip(&pkl), "dup.pth").unwrap_err();
+    assert!(
+        matches!(err.pickle_error(), Some(PickleError::DuplicateKey { .. })),
+        "{err}"
+    );
+    names(&err, "dup.pth", &["\"w\"", "twice"]);
+}
+
+#[test]
+fn torchscript_classes_are_inert_only_in_torchscript_archives() {
+    let pkl = b"\x80\x02c__torch__\nM\n)\x81}b.";
+    let err = incept_torch::load_bytes(&common::pickle_zip(pkl), "ts_in_zip.pth").unwrap_err();
+    assert!(
+        matches!(err.pickle_error(), Some(PickleError::WholeModule { .. })),
+        "{err}"
+    );
+    // The same pickle in an archive with code/ is a module with no tensors.
+    let zip = common::stored_zip(&[
+        ("m/data.pkl", pkl),
+        (
+            "m/code/__torch__.py",
+            b"import os\nos.system('touch /tmp/x')\n",
+        ),
+    ]);
+    let err = incept_torch::load_bytes(&zip, "ts.pt").unwrap_err();
+    assert!(
+        matches!(err.format_error(), Some(FormatError::NoStateDict { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_without_a_state_dict_lists_what_it_holds() {
+    let mut pkl = b"\x80\x02}(".to_vec();
+    pkl.extend(common::unicode("epoch"));
+    pkl.extend(b"K\x03");
+    pkl.extend(common::unicode("optimizer"));
+    pkl.extend(b"}u.");
+    let err = incept_torch::load_bytes(&common::pickle_zip(&pkl), "nosd.pth").unwrap_err();
+    assert!(
+        matches!(err.format_error(), Some(FormatError::NoStateDict { .. })),
+        "{err}"
+    );
+    names(
+        &err,
+        "nosd.pth",
+        &[
+            "\"epoch\" (int 3)",
+            "\"optimizer\" (dict)",
+            "model_state_dict",
+        ],
+    );
+}
+
+#[test]
+fn byteorder_must_be_little_or_big() {
+    let zip = common::stored_zip(&[
+        ("archive/data.pkl", b"\x80\x02}."),
+        ("archive/byteorder", b"middle"),
+    ]);
+    let err = incept_torch::load_bytes(&zip, "bo.pth").unwrap_err();
+    assert!(
+        matches!(err.format_error(), Some(FormatError::BadByteOrder { .. })),
+        "{err}"
+    );
+    names(&err, "bo.pth", &["archive/byteorder", "middle"]);
+}
+
+#[test]
+fn entries_must_share_one_top_folder() {
+    let zip = common::stored_zip(&[("a/data.pkl", b"\x80\x02}."), ("b/data.pkl", b"\x80\x02}.")]);
+    let err = incept_torch::load_bytes(&zip, "two.pth").unwrap_err();
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::SeveralPrefixes { .. })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn big_endian_legacy_streams_are_refused() {
+    let good = common::bytes("legacy.pth");
+    let at = good
+        .windows(13)
+        .position(|w| w == b"little_endian")
+        .unwrap();
+    let mut b = good.clone();
+    // The NEWTRUE right after the key (and its BINPUT) becomes NEWFALSE.
+    let t = at + 13 + good[at + 13..].iter().position(|&x| x == 0x88).unwrap();
+    b[t] = 0x89;
+    let err = incept_torch::load_bytes(&b, "be_legacy.pth").unwrap_err();
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::Legacy(LegacyError::BigEndian))
+        ),
+        "{err}"
+    );
+}

@@ -128,3 +128,9 @@ fn load_reads_from_a_path() {
     assert!(matches!(err, incept_torch::TorchError::Io { .. }));
     assert!(err.to_string().contains("no_such_file.pth"), "{err}");
 }
+
+#[test]
+fn pickle_protocols_4_and_5() {
+    check("protocol4.pth", "protocol4");
+    check("protocol5.pth", "protocol5");
+}

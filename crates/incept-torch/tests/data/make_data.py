@@ -109,6 +109,18 @@ def make_views():
     golden("views", sd, "zip")
 
 
+def make_protocols():
+    # torch writes protocol 2 by default; 4 and 5 bring FRAME, MEMOIZE,
+    # SHORT_BINUNICODE and STACK_GLOBAL.
+    for proto in (4, 5):
+        sd = collections.OrderedDict()
+        sd["a.weight"] = small(2, 2)
+        sd["a.num_batches_tracked"] = torch.tensor(3)
+        sd["b"] = small(3, dtype=torch.float16)
+        torch.save(sd, path(f"protocol{proto}.pth"), pickle_protocol=proto)
+        golden(f"protocol{proto}", sd, "zip")
+
+
 def make_legacy():
     big = small(3, 4)
     sd = collections.OrderedDict()
@@ -363,6 +375,7 @@ def overlapping_zip():
 if __name__ == "__main__":
     make_dtypes()
     make_views()
+    make_protocols()
     make_legacy()
     make_big_endian()
     make_torchscript()
