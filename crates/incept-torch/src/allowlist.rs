@@ -321,9 +321,3 @@ fn describe_args(args: &[Value], heap: &Heap) -> String {
     let more = if args.len() > 8 { ", …" } else { "" };
     format!("{} arguments ({}{more})", args.len(), parts.join(", "))
 }
-
-impl Heap {
-    fn deref_opt(&self, v: Option<&Value>) -> Option<&Obj> {
-        v.and_then(|v| self.deref(v))
-    }
-}

@@ -5,7 +5,7 @@
 //!
 //! The pipeline, one module per phase:
 //!
-//! 1. [`container`] tells the format from the magic bytes (and names
+//! 1. `container` tells the format from the magic bytes (and names
 //!    safetensors or ONNX files given by mistake);
 //! 2. `zip_container` checks the zip directory, or `legacy` splits the stream;
 //! 3. `pickle` runs each pickle on a restricted machine whose globals come from
@@ -19,10 +19,9 @@
 //! sliced from it, so memory stays near the file's size plus the tensors; no
 //! input makes this crate panic.
 
-pub mod container;
-pub mod error;
-
 mod allowlist;
+mod container;
+mod error;
 mod legacy;
 mod pickle;
 mod state_dict;

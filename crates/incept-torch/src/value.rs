@@ -206,6 +206,11 @@ impl Heap {
         }
     }
 
+    /// The object an optional value refers to (for argument lists).
+    pub(crate) fn deref_opt(&self, v: Option<&Value>) -> Option<&Obj> {
+        v.and_then(|v| self.deref(v))
+    }
+
     /// The expanded weight of a value: 1 for scalars, the tree size for containers.
     pub(crate) fn weight(&self, v: &Value) -> u64 {
         match v {

@@ -402,10 +402,27 @@ fn legacy_streams_go_through_the_same_allowlist() {
     );
 }
 
+/// xorshift64: a deterministic stream for the fuzz tests below.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Iterations of the fuzz tests; `INCEPT_TORCH_FUZZ_ITERS` raises it for a long local run.
+fn fuzz_iters(default: usize) -> usize {
+    std::env::var("INCEPT_TORCH_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A cheap, deterministic fuzz: every prefix and many byte flips of real files
 /// must give an error or a checkpoint, never a panic.
 #[test]
 fn truncations_and_bit_flips_never_panic() {
+    let iters = fuzz_iters(3000);
     for file in [
         "dtypes.pth",
         "legacy.pth",
@@ -419,15 +436,56 @@ fn truncations_and_bit_flips_never_panic() {
             let _ = incept_torch::load_bytes(&good[..n], file);
         }
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..3000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+        for _ in 0..iters {
             let mut b = good.clone();
-            let at = (state % b.len() as u64) as usize;
-            b[at] ^= 1 << ((state >> 32) % 8);
+            for _ in 0..1 + next(&mut state) % 3 {
+                let r = next(&mut state);
+                let at = (r % b.len() as u64) as usize;
+                b[at] ^= 1 << ((r >> 32) % 8);
+            }
             let _ = incept_torch::load_bytes(&b, file);
         }
+    }
+}
+
+/// Random opcode soup inside a valid zip: exercises the pickle machine's
+/// every error path without the zip layer rejecting the input first.
+#[test]
+fn random_pickles_never_panic() {
+    const ALPHABET: &[u8] =
+        b"()0125IJKMNQRXabcdehjlqrstu}]G\x80\x81\x85\x86\x87\x88\x89\x8a\x8b\x8c\x93\x94\x95";
+    // Pieces of real checkpoints, so that tensors and storages get built too.
+    const FRAGMENTS: &[&[u8]] = &[
+        b"ctorch._utils\n_rebuild_tensor_v2\n",
+        b"ctorch._utils\n_rebuild_parameter\n",
+        b"ccollections\nOrderedDict\n)R",
+        b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x10tQ",
+        b"(K\x02K\x02t",
+        b"X\x01\x00\x00\x00w",
+        b"\x89",
+        b"c__torch__\nM\n)\x81",
+    ];
+    let storage = [0u8; 64];
+    let mut state = 0x1234_5678_9abc_def1u64;
+    for _ in 0..fuzz_iters(3000) {
+        let len = 1 + (next(&mut state) % 64) as usize;
+        let mut pkl = vec![0x80, 2];
+        for _ in 0..len {
+            let r = next(&mut state);
+            if r.is_multiple_of(7) {
+                pkl.extend(FRAGMENTS[((r >> 3) % FRAGMENTS.len() as u64) as usize]);
+                continue;
+            }
+            let op = ALPHABET[(r % ALPHABET.len() as u64) as usize];
+            pkl.push(op);
+            // Give about half the opcodes a few argument bytes.
+            if r & 0x100 != 0 {
+                pkl.extend((r >> 16).to_le_bytes().iter().take(((r >> 9) % 5) as usize));
+            }
+        }
+        pkl.push(b'.');
+        let zip = common::stored_zip(&[("a/data.pkl", &pkl), ("a/data/0", &storage)]);
+        let _ = incept_torch::load_bytes(&zip, "soup.pth");
     }
 }
 
