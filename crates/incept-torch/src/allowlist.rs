@@ -231,7 +231,7 @@ pub(crate) fn call(
             let expected = if *global == Global::RebuildParameter {
                 "(tensor, requires_grad: bool, backward_hooks: dict)"
             } else {
-                "(tensor, requires_grad: bool, backward_hooks: dict, state: dict)"
+                "(tensor, requires_grad: bool, backward_hooks: dict, state: dict or tuple)"
             };
             let n = if *global == Global::RebuildParameter {
                 3
@@ -245,7 +245,11 @@ pub(crate) fn call(
             let ok = matches!(heap.deref_opt(data), Some(Obj::Tensor(_)))
                 && matches!(args.get(1), Some(Value::Bool(_)))
                 && matches!(heap.deref_opt(args.get(2)), Some(Obj::Dict(_)))
-                && (n == 3 || matches!(heap.deref_opt(args.get(3)), Some(Obj::Dict(_))));
+                && (n == 3
+                    || matches!(
+                        heap.deref_opt(args.get(3)),
+                        Some(Obj::Dict(_) | Obj::Tuple(_))
+                    ));
             match data {
                 Some(v) if ok => Ok(v.clone()),
                 _ => Err(misuse(heap, expected)),

@@ -134,3 +134,29 @@ fn pickle_protocols_4_and_5() {
     check("protocol4.pth", "protocol4");
     check("protocol5.pth", "protocol5");
 }
+
+#[test]
+fn parameter_with_python_attributes() {
+    check("parameter_state.pth", "parameter_state");
+}
+
+/// `torch._utils._rebuild_tensor(storage, offset, size, stride)`, which torch
+/// before 1.0 wrote; torch 2.x cannot produce it, so the pickle is made here.
+#[test]
+fn old_four_argument_rebuild_tensor() {
+    let mut pkl = b"\x80\x02}(".to_vec();
+    pkl.extend(common::unicode("w"));
+    pkl.extend(b"ctorch._utils\n_rebuild_tensor\n((");
+    pkl.extend(common::unicode("storage"));
+    pkl.extend(b"ctorch\nFloatStorage\n");
+    pkl.extend(common::unicode("0"));
+    pkl.extend(common::unicode("cpu"));
+    pkl.extend(b"K\x03tQK\x01(K\x02t(K\x01ttRu.");
+    let data: Vec<u8> = [0.5f32, 1.5, -2.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let zip = common::stored_zip(&[("old/data.pkl", &pkl), ("old/data/0", &data)]);
+    let c = incept_torch::load_bytes(&zip, "old.pth").unwrap();
+    assert_eq!(c.get("w").unwrap().as_f32(), Some(&[1.5f32, -2.0][..]));
+}

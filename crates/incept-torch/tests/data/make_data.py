@@ -121,6 +121,15 @@ def make_protocols():
         golden(f"protocol{proto}", sd, "zip")
 
 
+def make_parameter_with_state():
+    # A Parameter with Python attributes goes through _rebuild_parameter_with_state.
+    p = torch.nn.Parameter(small(2, 2))
+    p.tag = "kept"
+    sd = collections.OrderedDict(weight=p, bias=torch.nn.Parameter(small(2)))
+    torch.save(sd, path("parameter_state.pth"))
+    golden("parameter_state", sd, "zip")
+
+
 def make_legacy():
     big = small(3, 4)
     sd = collections.OrderedDict()
@@ -376,6 +385,7 @@ if __name__ == "__main__":
     make_dtypes()
     make_views()
     make_protocols()
+    make_parameter_with_state()
     make_legacy()
     make_big_endian()
     make_torchscript()
