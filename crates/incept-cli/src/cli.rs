@@ -32,10 +32,16 @@ pub enum Command {
 /// Which model to load and with which settings.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// A model file: a safetensors state dict. Its format is recognised from
+    /// A model file: a PyTorch checkpoint (.pth, zip or legacy, plain or a
+    /// training checkpoint), a TorchScript archive, or a safetensors state
+    /// dict. Its format is recognised from
     /// its contents; the number of classes, the aux head and the channel
     /// widths come from its weights.
-    #[arg(value_name = "MODEL", required_unless_present = "arch", conflicts_with = "arch")]
+    #[arg(
+        value_name = "MODEL",
+        required_unless_present = "arch",
+        conflicts_with = "arch"
+    )]
     pub model: Option<std::path::PathBuf>,
     /// Build a model from a built-in architecture template instead of a file.
     #[arg(long, value_enum, value_name = "ARCH")]

@@ -165,23 +165,22 @@ pub fn execute<T: Float>(
                 input,
                 output,
             } => {
+                // Rows to f64, one f64 GEMM, then a single rounding to T.
                 let src = &buffers[input.buf];
-                let lhs = MatRef {
-                    data: &src[input.offset..],
-                    rows: batch,
-                    cols: *in_features,
-                    row_stride: input.stride,
-                    col_stride: 1,
-                };
+                let mut x = Vec::with_capacity(batch * in_features);
+                for n in 0..batch {
+                    x.extend(image(src, *input, n).iter().map(|v| v.to_f64()));
+                }
+                let lhs = MatRef::row_major(&x, batch, *in_features);
                 let rhs = MatRef::row_major(weight, *out_features, *in_features).t();
-                let mut tmp = vec![T::ZERO; batch * out_features];
-                matmul(&mut tmp, lhs, rhs, false, threads);
+                let mut y = vec![0f64; batch * out_features];
+                matmul(&mut y, lhs, rhs, false, threads);
                 let dst = &mut buffers[output.buf];
                 for n in 0..batch {
                     let row = &mut dst[n * output.stride + output.offset..][..*out_features];
-                    row.copy_from_slice(&tmp[n * out_features..(n + 1) * out_features]);
-                    if let Some(b) = bias {
-                        row.iter_mut().zip(b).for_each(|(y, b)| *y += *b);
+                    let acc = &y[n * out_features..(n + 1) * out_features];
+                    for (k, (r, a)) in row.iter_mut().zip(acc).enumerate() {
+                        *r = T::from_f64(a + bias.as_ref().map_or(0.0, |b| b[k]));
                     }
                 }
             }

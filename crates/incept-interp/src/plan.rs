@@ -46,12 +46,15 @@ pub enum NodeWeights<T> {
         /// Per-channel shift.
         shift: Vec<T>,
     },
-    /// Linear weight `[out, in]` and optional bias.
+    /// Linear weight `[out, in]` and optional bias, kept in f64: the
+    /// classifier's long dot products are accumulated in double precision
+    /// whatever the compute type (cheap, and it keeps float32 logits at least
+    /// as accurate as PyTorch's).
     Linear {
         /// Weight.
-        weight: Arc<Vec<T>>,
+        weight: Arc<Vec<f64>>,
         /// Bias.
-        bias: Option<Vec<T>>,
+        bias: Option<Vec<f64>>,
     },
 }
 
@@ -91,12 +94,8 @@ pub fn prepare_weights<T: Float>(
                 },
             },
             Op::Linear(l) => NodeWeights::Linear {
-                weight: Arc::new(cast(param(node, 0)?)),
-                bias: if l.bias {
-                    Some(cast(param(node, 1)?))
-                } else {
-                    None
-                },
+                weight: Arc::new(param(node, 0)?),
+                bias: if l.bias { Some(param(node, 1)?) } else { None },
             },
             Op::BatchNorm(b) => {
                 let (scale, shift) = batchnorm_scale_shift(
@@ -180,9 +179,9 @@ pub enum Step<T> {
     /// Fully connected layer over the last axis (rank-2 values).
     Linear {
         /// Weight `[out, in]`.
-        weight: Arc<Vec<T>>,
+        weight: Arc<Vec<f64>>,
         /// Bias.
-        bias: Option<Vec<T>>,
+        bias: Option<Vec<f64>>,
         /// Input features.
         in_features: usize,
         /// Output features.

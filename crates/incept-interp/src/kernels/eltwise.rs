@@ -33,31 +33,39 @@ impl<T: Float> Epilogue<T> {
 
     /// Applies the epilogue in place to `[C, plane]` data.
     pub fn apply(&self, data: &mut [T], plane: usize, threads: usize) {
+        self.apply_from(data, plane, 0, threads);
+    }
+
+    /// Applies the epilogue in place to `[C, plane]` data whose first channel
+    /// is channel `first` of the op (a group of a grouped convolution).
+    pub fn apply_from(&self, data: &mut [T], plane: usize, first: usize, threads: usize) {
         if self.is_identity() || plane == 0 {
             return;
         }
-        let one = |(c, chunk): (usize, &mut [T])| {
-            let s = self.scale.as_ref().map_or(T::ONE, |v| v[c]);
-            let b = self.shift.as_ref().map_or(T::ZERO, |v| v[c]);
-            match (self.scale.is_some() || self.shift.is_some(), self.relu) {
-                (true, true) => chunk.iter_mut().for_each(|x| {
-                    // `y < 0` rather than `!(y > 0)`: NaN propagates, as in PyTorch.
-                    let y = *x * s + b;
-                    *x = if y < T::ZERO { T::ZERO } else { y };
-                }),
-                (true, false) => chunk.iter_mut().for_each(|x| *x = *x * s + b),
-                (false, true) => chunk.iter_mut().for_each(|x| {
-                    if *x < T::ZERO {
-                        *x = T::ZERO;
-                    }
-                }),
-                (false, false) => {}
-            }
-        };
+        let one = |(c, chunk): (usize, &mut [T])| self.channel(first + c, chunk);
         if threads > 1 && data.len() >= 1 << 16 {
             data.par_chunks_mut(plane).enumerate().for_each(one);
         } else {
             data.chunks_mut(plane).enumerate().for_each(one);
+        }
+    }
+
+    fn channel(&self, c: usize, chunk: &mut [T]) {
+        let s = self.scale.as_ref().map_or(T::ONE, |v| v[c]);
+        let b = self.shift.as_ref().map_or(T::ZERO, |v| v[c]);
+        match (self.scale.is_some() || self.shift.is_some(), self.relu) {
+            (true, true) => chunk.iter_mut().for_each(|x| {
+                // `y < 0` rather than `!(y > 0)`: NaN propagates, as in PyTorch.
+                let y = *x * s + b;
+                *x = if y < T::ZERO { T::ZERO } else { y };
+            }),
+            (true, false) => chunk.iter_mut().for_each(|x| *x = *x * s + b),
+            (false, true) => chunk.iter_mut().for_each(|x| {
+                if *x < T::ZERO {
+                    *x = T::ZERO;
+                }
+            }),
+            (false, false) => {}
         }
     }
 }

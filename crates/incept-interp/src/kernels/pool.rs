@@ -64,11 +64,13 @@ pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T]) {
                         m
                     }
                     PoolKind::Avg => {
-                        let mut s = T::ZERO;
+                        // Summed in f64 and rounded once: as cheap as f32 here, and exact enough
+                        // that pooling adds no error of its own.
+                        let mut s = 0f64;
                         for y in y0c..y1c {
                             let row = &plane[y as usize * g.w..];
                             for x in x0c..x1c {
-                                s += row[x as usize];
+                                s += row[x as usize].to_f64();
                             }
                         }
                         let count = if g.count_include_pad {
@@ -76,7 +78,7 @@ pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T]) {
                         } else {
                             (y1c - y0c) * (x1c - x0c)
                         };
-                        s / T::from_f64(count.max(1) as f64)
+                        T::from_f64(s / count.max(1) as f64)
                     }
                 };
                 dst[oy * g.ow + ox] = v;
@@ -100,14 +102,14 @@ pub fn adaptive_avg_pool2d<T: Float>(
             let (y0, y1) = (oy * h / oh, ((oy + 1) * h).div_ceil(oh));
             for ox in 0..ow {
                 let (x0, x1) = (ox * w / ow, ((ox + 1) * w).div_ceil(ow));
-                let mut s = T::ZERO;
+                let mut s = 0f64;
                 for y in y0..y1 {
                     for x in x0..x1 {
-                        s += plane[y * w + x];
+                        s += plane[y * w + x].to_f64();
                     }
                 }
                 let n = ((y1 - y0) * (x1 - x0)).max(1);
-                out[(ch * oh + oy) * ow + ox] = s / T::from_f64(n as f64);
+                out[(ch * oh + oy) * ow + ox] = T::from_f64(s / n as f64);
             }
         }
     }
