@@ -27,6 +27,109 @@ pub enum Command {
     Report(ReportArgs),
     /// Print the typed IR graph as text: every node, its attributes, parameters and types.
     Dump(ModelArgs),
+    /// Run the model on inputs and print the top classes.
+    #[command(after_help = "Examples:\n  \
+        incept run model.pth --image cat.jpg dog.png\n  \
+        incept run model.pth --input random --seed 3 --batch 4 --format json\n  \
+        incept run model.pth --input x.safetensors --precision f64 --save out.safetensors --save-taps")]
+    Run(RunArgs),
+    /// Time the forward pass alone (after warm-up, model loaded once).
+    Bench(BenchArgs),
+}
+
+/// Arithmetic of the interpreter.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PrecisionArg {
+    /// float32, as PyTorch and onnxruntime compute.
+    F32,
+    /// float64: the oracle float32 results are measured against.
+    F64,
+}
+
+impl From<PrecisionArg> for incept_interp::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => incept_interp::Precision::F32,
+            PrecisionArg::F64 => incept_interp::Precision::F64,
+        }
+    }
+}
+
+/// Formats of `run` and `bench`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Table,
+    /// For scripts.
+    Json,
+}
+
+/// Arguments of `incept run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// `random`, or a `.safetensors` / `.npy` file holding an NCHW batch.
+    #[arg(long, default_value = "random", value_name = "SOURCE")]
+    pub input: String,
+    /// Seed of the random input.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Batch size of the random input.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch: u32,
+    /// Image files (JPEG, PNG), preprocessed as torchvision does for Inception V3:
+    /// resize the short side to 342 (bilinear, antialiased), center-crop 299, normalise.
+    #[arg(long, num_args = 1.., value_name = "IMAGE", conflicts_with = "input")]
+    pub image: Vec<std::path::PathBuf>,
+    /// Normalisation of image inputs.
+    #[arg(long, value_enum, default_value_t = crate::input::preprocess::Normalize::Imagenet)]
+    pub normalize: crate::input::preprocess::Normalize,
+    /// Classes to print per input.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Arithmetic.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Save the outputs to a safetensors file (the logits under `logits`).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<std::path::PathBuf>,
+    /// With --save: also save every layer's output, keyed by its torchvision name.
+    #[arg(long, requires = "save")]
+    pub save_taps: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+/// Arguments of `incept bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Batch size.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch: u32,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub iters: u32,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u32,
+    /// Arithmetic.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 /// Which model to load and with which settings.

@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod input;
 mod model;
 mod output;
 
@@ -27,6 +28,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Report(args) => commands::report::run(&args),
         Command::Dump(args) => commands::dump::run(&args),
+        Command::Run(args) => commands::run::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -40,7 +40,10 @@ impl Normal {
 pub fn random(batch: usize, size: [usize; 2], seed: u64) -> Result<Tensor> {
     let mut g = Normal::new(seed);
     let n = batch * 3 * size[0] * size[1];
-    Ok(Tensor::from_f32(vec![batch, 3, size[0], size[1]], (0..n).map(|_| g.sample() as f32).collect())?)
+    Ok(Tensor::from_f32(
+        vec![batch, 3, size[0], size[1]],
+        (0..n).map(|_| g.sample() as f32).collect(),
+    )?)
 }
 
 /// A tensor from a `.safetensors` file (its only tensor, or the one named
@@ -48,11 +51,17 @@ pub fn random(batch: usize, size: [usize; 2], seed: u64) -> Result<Tensor> {
 pub fn from_file(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.starts_with(b"\x93NUMPY") {
-        return npy::parse(&bytes).with_context(|| format!("{}: invalid .npy file", path.display()));
+        return npy::parse(&bytes)
+            .with_context(|| format!("{}: invalid .npy file", path.display()));
     }
     let f = incept_safetensors::read_bytes(&bytes, path)?;
     if f.tensors.len() == 1 {
-        return Ok(f.tensors.into_iter().map(|(_, t)| t).next().unwrap_or_else(|| unreachable!()));
+        return Ok(f
+            .tensors
+            .into_iter()
+            .map(|(_, t)| t)
+            .next()
+            .unwrap_or_else(|| unreachable!()));
     }
     for key in ["input", "x"] {
         if let Some(t) = f.get(key) {

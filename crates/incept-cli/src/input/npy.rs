@@ -7,7 +7,7 @@ use incept_ir::{ByteOrder, DType, Tensor};
 /// Parses a `.npy` file's bytes.
 pub fn parse(bytes: &[u8]) -> Result<Tensor> {
     let major = *bytes.get(6).context("truncated header")?;
-    let (len, start) = match major {
+    let (len, start): (usize, usize) = match major {
         1 => {
             let b = bytes.get(8..10).context("truncated header")?;
             (u16::from_le_bytes([b[0], b[1]]) as usize, 10)
@@ -18,11 +18,18 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor> {
         }
         v => bail!("unsupported .npy version {v}"),
     };
-    let header = bytes.get(start..start.saturating_add(len)).context("truncated header")?;
+    let header = bytes
+        .get(start..start.saturating_add(len))
+        .context("truncated header")?;
     let header = std::str::from_utf8(header).context("header is not text")?;
     let field = |name: &str| -> Result<&str> {
-        let at = header.find(&format!("'{name}'")).with_context(|| format!("header has no '{name}'"))?;
-        Ok(header[at + name.len() + 2..].trim_start().trim_start_matches(':').trim_start())
+        let at = header
+            .find(&format!("'{name}'"))
+            .with_context(|| format!("header has no '{name}'"))?;
+        Ok(header[at + name.len() + 2..]
+            .trim_start()
+            .trim_start_matches(':')
+            .trim_start())
     };
     let descr = field("descr")?;
     let descr = descr.get(1..4).context("bad descr")?;
@@ -39,12 +46,17 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor> {
         bail!("Fortran-ordered arrays are not supported; save with np.ascontiguousarray");
     }
     let shape = field("shape")?;
-    let shape = shape.get(1..shape.find(')').context("bad shape")?).context("bad shape")?;
+    let shape = shape
+        .get(1..shape.find(')').context("bad shape")?)
+        .context("bad shape")?;
     let dims = shape
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().with_context(|| format!("bad dimension `{s}`")))
+        .map(|s| {
+            s.parse::<usize>()
+                .with_context(|| format!("bad dimension `{s}`"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let data = &bytes[start + len..];
     Ok(Tensor::from_bytes(dtype, dims, data, order)?)
@@ -69,7 +81,10 @@ mod tests {
 
     #[test]
     fn reads_c_ordered_floats() {
-        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         let t = parse(&npy("<f4", "(2, 3)", &data)).unwrap();
         assert_eq!(t.shape(), &[2, 3]);
         assert_eq!(t.as_f32().unwrap()[5], 6.0);

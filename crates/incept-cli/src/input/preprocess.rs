@@ -25,16 +25,24 @@ const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Loads `path` and returns `[3, crop, crop]` float32 data.
 pub fn load(path: &Path, resize: usize, crop: usize, norm: Normalize) -> Result<Vec<f32>> {
-    let img = image::open(path).with_context(|| format!("cannot decode image {}", path.display()))?;
+    let img =
+        image::open(path).with_context(|| format!("cannot decode image {}", path.display()))?;
     let rgb = img.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if w == 0 || h == 0 {
         bail!("{}: the image is empty", path.display());
     }
     // torchvision: the short side becomes `resize`, the long side int(resize * long / short).
-    let (nw, nh) = if w <= h { (resize, resize * h / w) } else { (resize * w / h, resize) };
+    let (nw, nh) = if w <= h {
+        (resize, resize * h / w)
+    } else {
+        (resize * w / h, resize)
+    };
     if nw < crop || nh < crop {
-        bail!("{}: resized to {nw}x{nh}, smaller than the {crop}x{crop} crop", path.display());
+        bail!(
+            "{}: resized to {nw}x{nh}, smaller than the {crop}x{crop} crop",
+            path.display()
+        );
     }
     let resized = resample(rgb.as_raw(), (w, h), (nw, nh));
     // torchvision's center crop: int(round((size - crop) / 2)).
@@ -57,7 +65,12 @@ pub fn load(path: &Path, resize: usize, crop: usize, norm: Normalize) -> Result<
 }
 
 /// Stacks preprocessed images into a `[N, 3, crop, crop]` batch.
-pub fn batch(paths: &[std::path::PathBuf], resize: usize, crop: usize, norm: Normalize) -> Result<Tensor> {
+pub fn batch(
+    paths: &[std::path::PathBuf],
+    resize: usize,
+    crop: usize,
+    norm: Normalize,
+) -> Result<Tensor> {
     let mut data = Vec::with_capacity(paths.len() * 3 * crop * crop);
     for p in paths {
         data.extend(load(p, resize, crop, norm)?);
@@ -153,7 +166,10 @@ mod tests {
         for (i, o) in [(500, 342), (342, 500), (13, 13)] {
             for (_, ws) in coefficients(i, o) {
                 let s: i64 = ws.iter().map(|&w| i64::from(w)).sum();
-                assert!((s - (1 << PRECISION_BITS)).abs() <= ws.len() as i64, "{i}->{o}: {s}");
+                assert!(
+                    (s - (1 << PRECISION_BITS)).abs() <= ws.len() as i64,
+                    "{i}->{o}: {s}"
+                );
             }
         }
     }
