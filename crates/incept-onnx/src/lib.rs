@@ -1,0 +1,3 @@
+//! incept's ONNX reader and writer.
+
+pub mod proto;
