@@ -14,8 +14,6 @@ use anyhow::{Context, Result, anyhow, bail};
 mod generate;
 
 /// Runs `cargo xtask codegen [--update-proto PATH --onnx-version X.Y.Z]`.
-// An xtask reports progress on stderr.
-#[allow(clippy::print_stderr)]
 pub fn run(args: &[String]) -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -32,22 +32,28 @@ pub enum Command {
 /// Which model to load and with which settings.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Build a model from a built-in architecture template.
+    /// A model file: a safetensors state dict. Its format is recognised from
+    /// its contents; the number of classes, the aux head and the channel
+    /// widths come from its weights.
+    #[arg(value_name = "MODEL", required_unless_present = "arch", conflicts_with = "arch")]
+    pub model: Option<std::path::PathBuf>,
+    /// Build a model from a built-in architecture template instead of a file.
     #[arg(long, value_enum, value_name = "ARCH")]
-    pub arch: Arch,
+    pub arch: Option<Arch>,
     /// Input height and width (square).
     #[arg(long, default_value_t = 299, value_name = "PIXELS",
           value_parser = clap::value_parser!(u32).range(1..=16384))]
     pub input_size: u32,
-    /// Number of classes of the final classifier.
-    #[arg(long, default_value_t = 1000, value_name = "K",
+    /// Number of classes of the final classifier (with --arch).
+    #[arg(long, default_value_t = 1000, value_name = "K", requires = "arch",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub num_classes: u32,
-    /// Leave out the auxiliary classifier (AuxLogits).
-    #[arg(long)]
+    /// Leave out the auxiliary classifier, AuxLogits (with --arch).
+    #[arg(long, requires = "arch")]
     pub no_aux: bool,
     /// Rescale the input from ImageNet normalisation to [-1, 1] first, as
-    /// torchvision does for its published weights.
+    /// torchvision does for its published weights. State dicts do not record
+    /// this setting, so it is yours to give.
     #[arg(long)]
     pub transform_input: bool,
 }

@@ -1,8 +1,11 @@
-//! Turning the model arguments into a graph.
+//! Turning the model arguments into a graph: a built-in template, or a file
+//! whose format is recognised by its first bytes (never by its name alone).
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 use incept_ir::Graph;
-use incept_ir::template::{InceptionV3Config, inception_v3};
+use incept_ir::template::{InceptionV3Config, bind_state_dict, inception_v3};
 
 use crate::cli::{Arch, ModelArgs};
 
@@ -16,11 +19,43 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Builds the model the arguments name.
+/// The file formats incept recognises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A safetensors file (an 8-byte header length, then a JSON header).
+    Safetensors,
+    /// A zip archive (`torch.save` since 1.6, or a TorchScript archive).
+    Zip,
+    /// A pickle stream (the legacy `torch.save` format).
+    Pickle,
+    /// Anything else.
+    Unknown,
+}
+
+/// Recognises a file's format from its first bytes.
+pub fn sniff(path: &Path) -> Result<FileKind> {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = f.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
+    let head = &head[..n];
+    Ok(if head.starts_with(b"PK\x03\x04") {
+        FileKind::Zip
+    } else if head.first() == Some(&0x80) && head.get(1).is_some_and(|p| (2..=5).contains(p)) {
+        FileKind::Pickle
+    } else if n >= 9 && head[8] == b'{' {
+        FileKind::Safetensors
+    } else {
+        FileKind::Unknown
+    })
+}
+
+/// Builds or reads the model the arguments name.
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
-    match args.arch {
-        Arch::InceptionV3 => {
-            let size = args.input_size as usize;
+    let size = args.input_size as usize;
+    match (&args.model, args.arch) {
+        (Some(path), _) => load_file(path, args.transform_input, [size, size]),
+        (None, Some(Arch::InceptionV3)) => {
             let cfg = InceptionV3Config {
                 num_classes: args.num_classes as usize,
                 aux_logits: !args.no_aux,
@@ -29,11 +64,26 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
                 ..InceptionV3Config::default()
             };
             let built = inception_v3(&cfg)?;
-            Ok(Loaded {
-                graph: built.graph,
-                source: "template inception_v3".into(),
-                warnings: built.warnings,
-            })
+            Ok(Loaded { graph: built.graph, source: "template inception_v3".into(), warnings: built.warnings })
         }
+        (None, None) => bail!("name a model file or a built-in architecture with --arch"),
     }
+}
+
+fn load_file(path: &PathBuf, transform_input: bool, input_size: [usize; 2]) -> Result<Loaded> {
+    let kind = sniff(path)?;
+    let (tensors, mut warnings) = match kind {
+        FileKind::Safetensors => {
+            let f = incept_safetensors::read(path)?;
+            (f.tensors, Vec::new())
+        }
+        FileKind::Zip | FileKind::Pickle | FileKind::Unknown => bail!(
+            "{}: not a format incept reads yet (recognised: safetensors state dicts)",
+            path.display()
+        ),
+    };
+    let built = bind_state_dict(tensors, transform_input, input_size)
+        .with_context(|| format!("{}: cannot bind the weights to Inception V3", path.display()))?;
+    warnings.extend(built.warnings);
+    Ok(Loaded { graph: built.graph, source: path.display().to_string(), warnings })
 }

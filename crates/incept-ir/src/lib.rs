@@ -5,6 +5,7 @@
 //! This crate does no I/O: readers and writers of file formats live in their
 //! own crates and speak to each other only through these types.
 
+pub mod bind;
 pub mod cost;
 pub mod dtype;
 pub mod dump;
@@ -20,6 +21,7 @@ pub mod op;
 pub mod shape;
 pub mod template;
 
+pub use bind::{BindError, Mismatch};
 pub use error::GraphError;
 pub use graph::{Graph, GraphBuilder, GraphOutput, Node, NodeId, Param, ParamId, Value, ValueId};
 pub use op::{Op, ParamKind};

@@ -4,5 +4,7 @@
 //! Works on any [`incept_ir::Graph`]; it never reads files itself.
 
 pub mod report;
+pub mod stats;
 
 pub use report::{Format, LayerRow, Report, ReportError, Section, Sum, Totals};
+pub use stats::{ErrorStats, error_stats};

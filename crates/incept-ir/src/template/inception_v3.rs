@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+use crate::bind::BindError;
 use crate::dtype::DType;
 use crate::error::GraphError;
 use crate::graph::{Graph, GraphBuilder, ValueId};
@@ -19,6 +20,7 @@ use crate::op::{
     ParamKind, Pool2d, PoolKind, sym_pads,
 };
 use crate::shape::{Dim, ValueType};
+use crate::tensor::Tensor;
 
 /// BatchNorm epsilon of every `BasicConv2d` in torchvision's Inception3.
 pub const BN_EPS: f64 = 0.001;
@@ -127,6 +129,54 @@ pub enum TemplateError {
     /// The widths do not fit together (a checkpoint of another topology).
     #[error("the channel widths do not form an Inception V3: {0}")]
     Graph(#[from] GraphError),
+    /// The state dict lacks a key every Inception V3 has.
+    #[error("not an Inception V3 state dict: it has no `{0}`")]
+    NotInception(&'static str),
+    /// The weights do not fit the template built from them.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+impl InceptionV3Config {
+    /// The configuration a state dict implies: `num_classes` from
+    /// `fc.weight`, the aux head from any `AuxLogits.` key, and every
+    /// `BasicConv2d`'s width from its weight. `transform_input` is not
+    /// stored in state dicts, so it is the caller's; the input size too.
+    pub fn from_state_dict<'a>(
+        entries: impl IntoIterator<Item = (&'a str, &'a [usize])> + Clone,
+        transform_input: bool,
+        input_size: [usize; 2],
+    ) -> Result<Self, TemplateError> {
+        let fc = entries
+            .clone()
+            .into_iter()
+            .find(|(k, _)| *k == "fc.weight")
+            .ok_or(TemplateError::NotInception("fc.weight"))?;
+        let num_classes = *fc.1.first().ok_or(TemplateError::NotInception("fc.weight"))?;
+        let aux_logits = entries.clone().into_iter().any(|(k, _)| k.starts_with("AuxLogits."));
+        Ok(InceptionV3Config {
+            num_classes,
+            aux_logits,
+            transform_input,
+            input_size,
+            widths: Widths::from_param_shapes(entries),
+            ..InceptionV3Config::default()
+        })
+    }
+}
+
+/// Builds the Inception V3 a state dict describes and binds its weights,
+/// reporting every missing, unexpected or mis-shaped key at once.
+pub fn bind_state_dict(
+    tensors: Vec<(String, Tensor)>,
+    transform_input: bool,
+    input_size: [usize; 2],
+) -> Result<InceptionV3, TemplateError> {
+    let shapes: Vec<(&str, &[usize])> = tensors.iter().map(|(k, t)| (k.as_str(), t.shape())).collect();
+    let cfg = InceptionV3Config::from_state_dict(shapes.iter().copied(), transform_input, input_size)?;
+    let mut model = inception_v3(&cfg)?;
+    model.graph.bind(tensors)?;
+    Ok(model)
 }
 
 /// Builds torchvision's `Inception3` for `cfg`.

@@ -3,4 +3,6 @@
 
 pub mod inception_v3;
 
-pub use inception_v3::{InceptionV3, InceptionV3Config, TemplateError, Widths, inception_v3};
+pub use inception_v3::{
+    InceptionV3, InceptionV3Config, TemplateError, Widths, bind_state_dict, inception_v3,
+};

@@ -1,0 +1,208 @@
+//! Running a plan: buffers sized for the batch, steps in order, images in
+//! parallel when the batch allows, the GEMM's own threads otherwise.
+
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::float::Float;
+use crate::kernels::conv::conv2d;
+use crate::kernels::gemm::{MatRef, matmul};
+use crate::kernels::pool::{adaptive_avg_pool2d, pool2d};
+use crate::plan::{Plan, Slot, Step};
+
+/// Activation memory for one batch size, kept between runs.
+#[derive(Debug, Default)]
+pub struct Arena<T> {
+    batch: usize,
+    buffers: Vec<Vec<T>>,
+    scratch: Mutex<Vec<Vec<T>>>,
+}
+
+impl<T: Float> Arena<T> {
+    fn prepare(&mut self, plan: &Plan<T>, batch: usize) {
+        if self.batch != batch || self.buffers.len() != plan.buffers.len() {
+            self.buffers = plan
+                .buffers
+                .iter()
+                .map(|&n| vec![T::ZERO; n * batch])
+                .collect();
+            self.batch = batch;
+        } else {
+            for (b, &n) in self.buffers.iter_mut().zip(&plan.buffers) {
+                b.resize(n * batch, T::ZERO);
+            }
+        }
+    }
+}
+
+/// One image's part of a slot.
+fn image<T>(buf: &[T], s: Slot, n: usize) -> &[T] {
+    &buf[n * s.stride + s.offset..n * s.stride + s.offset + s.len]
+}
+
+/// Applies `f(input_image, output_image, n)` to every image, in parallel over
+/// images when `par`. When input and output share a buffer (a concatenation
+/// written in place), the input is copied first.
+fn per_image<T: Float>(
+    buffers: &mut [Vec<T>],
+    input: Slot,
+    output: Slot,
+    batch: usize,
+    par: bool,
+    f: impl Fn(&[T], &mut [T], usize) + Sync,
+) {
+    let copied;
+    let (src, dst): (&[T], &mut [T]) = if input.buf == output.buf {
+        copied = buffers[input.buf].clone();
+        (&copied, &mut buffers[output.buf])
+    } else if input.buf < output.buf {
+        let (a, b) = buffers.split_at_mut(output.buf);
+        (&a[input.buf], &mut b[0])
+    } else {
+        let (a, b) = buffers.split_at_mut(input.buf);
+        (&b[0], &mut a[output.buf])
+    };
+    let dst = &mut dst[..batch * output.stride];
+    let run = |(n, chunk): (usize, &mut [T])| {
+        f(
+            image(src, input, n),
+            &mut chunk[output.offset..output.offset + output.len],
+            n,
+        );
+    };
+    if par {
+        dst.par_chunks_mut(output.stride).enumerate().for_each(run);
+    } else {
+        dst.chunks_mut(output.stride).enumerate().for_each(run);
+    }
+}
+
+/// Runs `plan` on `input` (`batch` images, contiguous) and returns every
+/// result slot's data, contiguous per result.
+pub fn execute<T: Float>(
+    plan: &Plan<T>,
+    arena: &mut Arena<T>,
+    input: &[T],
+    batch: usize,
+    threads: usize,
+) -> Vec<Vec<T>> {
+    arena.prepare(plan, batch);
+    let in_slot = plan.input;
+    {
+        let buf = &mut arena.buffers[in_slot.buf];
+        for n in 0..batch {
+            let dst = n * in_slot.stride + in_slot.offset;
+            buf[dst..dst + in_slot.len]
+                .copy_from_slice(&input[n * in_slot.len..(n + 1) * in_slot.len]);
+        }
+    }
+    // Images in parallel (each GEMM on one thread) when there are enough of
+    // them; otherwise one image at a time with a multi-threaded GEMM.
+    let par_images = threads > 1 && batch >= threads;
+    let gemm_threads = if par_images { 1 } else { threads };
+    for step in &plan.steps {
+        let Arena {
+            buffers, scratch, ..
+        } = &mut *arena;
+        let scratch: &Mutex<Vec<Vec<T>>> = scratch;
+        match step {
+            Step::Conv {
+                geom,
+                weight,
+                epilogue,
+                input,
+                output,
+            } => {
+                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
+                    // Scratch outlives the step: im2col buffers are reused across layers and runs.
+                    let mut s = scratch
+                        .lock()
+                        .map(|mut p| p.pop().unwrap_or_default())
+                        .unwrap_or_default();
+                    conv2d(geom, x, weight, epilogue, y, &mut s, gemm_threads);
+                    if let Ok(mut p) = scratch.lock() {
+                        p.push(s);
+                    }
+                });
+            }
+            Step::Channel {
+                epilogue,
+                plane,
+                input,
+                output,
+            } => {
+                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
+                    y.copy_from_slice(x);
+                    epilogue.apply(y, *plane, 1);
+                });
+            }
+            Step::Pool {
+                geom,
+                input,
+                output,
+            } => {
+                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
+                    pool2d(geom, x, y)
+                });
+            }
+            Step::Adaptive {
+                c,
+                hw,
+                ohw,
+                input,
+                output,
+            } => {
+                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
+                    adaptive_avg_pool2d(*c, *hw, *ohw, x, y);
+                });
+            }
+            Step::Linear {
+                weight,
+                bias,
+                in_features,
+                out_features,
+                input,
+                output,
+            } => {
+                let src = &buffers[input.buf];
+                let lhs = MatRef {
+                    data: &src[input.offset..],
+                    rows: batch,
+                    cols: *in_features,
+                    row_stride: input.stride,
+                    col_stride: 1,
+                };
+                let rhs = MatRef::row_major(weight, *out_features, *in_features).t();
+                let mut tmp = vec![T::ZERO; batch * out_features];
+                matmul(&mut tmp, lhs, rhs, false, threads);
+                let dst = &mut buffers[output.buf];
+                for n in 0..batch {
+                    let row = &mut dst[n * output.stride + output.offset..][..*out_features];
+                    row.copy_from_slice(&tmp[n * out_features..(n + 1) * out_features]);
+                    if let Some(b) = bias {
+                        row.iter_mut().zip(b).for_each(|(y, b)| *y += *b);
+                    }
+                }
+            }
+            Step::Copy { parts } => {
+                for (from, to) in parts {
+                    per_image(buffers, *from, *to, batch, false, |x, y, _| {
+                        y.copy_from_slice(x)
+                    });
+                }
+            }
+        }
+    }
+    plan.results
+        .iter()
+        .map(|(_, _, s)| {
+            let buf = &arena.buffers[s.buf];
+            let mut out = Vec::with_capacity(s.len * batch);
+            for n in 0..batch {
+                out.extend_from_slice(image(buf, *s, n));
+            }
+            out
+        })
+        .collect()
+}

@@ -1,0 +1,76 @@
+//! The element types the interpreter computes in: `f32` (speed) and `f64` (the oracle).
+
+use incept_ir::{Tensor, TensorData};
+
+/// A float type kernels are generic over.
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + Default
+    + std::fmt::Debug
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::AddAssign
+    + 'static
+{
+    /// Zero.
+    const ZERO: Self;
+    /// One.
+    const ONE: Self;
+    /// Negative infinity (the identity of max pooling).
+    const NEG_INFINITY: Self;
+    /// Rounds an `f64` to this type.
+    fn from_f64(x: f64) -> Self;
+    /// Widens to `f64`.
+    fn to_f64(self) -> f64;
+    /// True for NaN.
+    fn is_nan(self) -> bool {
+        self.to_f64().is_nan()
+    }
+    /// Wraps a buffer as a tensor.
+    fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor>;
+    /// The tensor's elements converted to this type, rounding to nearest.
+    fn from_tensor(t: &Tensor) -> Vec<Self>;
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor> {
+        Tensor::new(shape, TensorData::F32(data)).ok()
+    }
+    fn from_tensor(t: &Tensor) -> Vec<Self> {
+        match t.data() {
+            TensorData::F32(v) => v.clone(),
+            _ => t.to_f64_vec().into_iter().map(|x| x as f32).collect(),
+        }
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor> {
+        Tensor::new(shape, TensorData::F64(data)).ok()
+    }
+    fn from_tensor(t: &Tensor) -> Vec<Self> {
+        t.to_f64_vec()
+    }
+}

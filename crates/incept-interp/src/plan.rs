@@ -1,0 +1,596 @@
+//! From a graph to an execution plan: prepared weights, fused steps, and a
+//! buffer plan that lets concatenations be written in place and reuses
+//! activation memory once a value's last reader has run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use incept_ir::op::{Op, PoolKind};
+use incept_ir::{Graph, NodeId, ValueId};
+
+use crate::error::InterpError;
+use crate::float::Float;
+use crate::kernels::conv::ConvGeom;
+use crate::kernels::eltwise::{Epilogue, batchnorm_scale_shift};
+use crate::kernels::pool::PoolGeom;
+
+/// Where a value lives: a range of each image's part of a physical buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// Physical buffer.
+    pub buf: usize,
+    /// Offset inside one image's part of the buffer.
+    pub offset: usize,
+    /// Elements per image.
+    pub len: usize,
+    /// Size of one image's part of the buffer.
+    pub stride: usize,
+}
+
+/// Weights of one node, converted to the compute type once.
+#[derive(Debug)]
+pub enum NodeWeights<T> {
+    /// No weights.
+    None,
+    /// Convolution weight `[O, C/g·kh·kw]` and optional bias.
+    Conv {
+        /// Weight.
+        weight: Arc<Vec<T>>,
+        /// Bias.
+        bias: Option<Vec<T>>,
+    },
+    /// BatchNorm folded to scale and shift (computed in f64, rounded once).
+    Scale {
+        /// Per-channel scale.
+        scale: Vec<T>,
+        /// Per-channel shift.
+        shift: Vec<T>,
+    },
+    /// Linear weight `[out, in]` and optional bias.
+    Linear {
+        /// Weight.
+        weight: Arc<Vec<T>>,
+        /// Bias.
+        bias: Option<Vec<T>>,
+    },
+}
+
+/// Converts every node's parameters to `T`.
+pub fn prepare_weights<T: Float>(
+    graph: &Graph,
+    needed: &[bool],
+) -> Result<Vec<NodeWeights<T>>, InterpError> {
+    let param = |node: &incept_ir::Node, i: usize| -> Result<Vec<f64>, InterpError> {
+        let p = &graph.params[node.params[i]];
+        let t = p.data.as_ref().ok_or_else(|| InterpError::Unbound {
+            node: node.name.clone(),
+            param: p.name.clone(),
+        })?;
+        if !t.dtype().is_float() {
+            return Err(InterpError::ParamDtype {
+                param: p.name.clone(),
+                dtype: t.dtype(),
+            });
+        }
+        Ok(t.to_f64_vec())
+    };
+    let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
+    let mut out = Vec::with_capacity(graph.nodes.len());
+    for (node, &need) in graph.nodes.iter().zip(needed) {
+        if !need {
+            out.push(NodeWeights::None);
+            continue;
+        }
+        let w = match &node.op {
+            Op::Conv2d(c) => NodeWeights::Conv {
+                weight: Arc::new(cast(param(node, 0)?)),
+                bias: if c.bias {
+                    Some(cast(param(node, 1)?))
+                } else {
+                    None
+                },
+            },
+            Op::Linear(l) => NodeWeights::Linear {
+                weight: Arc::new(cast(param(node, 0)?)),
+                bias: if l.bias {
+                    Some(cast(param(node, 1)?))
+                } else {
+                    None
+                },
+            },
+            Op::BatchNorm(b) => {
+                let (scale, shift) = batchnorm_scale_shift(
+                    &param(node, 0)?,
+                    &param(node, 1)?,
+                    &param(node, 2)?,
+                    &param(node, 3)?,
+                    b.eps,
+                );
+                NodeWeights::Scale {
+                    scale: cast(scale),
+                    shift: cast(shift),
+                }
+            }
+            Op::ChannelAffine(a) => NodeWeights::Scale {
+                scale: cast(a.scale.clone()),
+                shift: cast(a.shift.clone()),
+            },
+            Op::Relu
+            | Op::Pool2d(_)
+            | Op::AdaptiveAvgPool2d(_)
+            | Op::Concat(_)
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Dropout(_) => NodeWeights::None,
+        };
+        out.push(w);
+    }
+    Ok(out)
+}
+
+/// One unit of work.
+#[derive(Debug)]
+pub enum Step<T> {
+    /// Convolution with a fused per-channel epilogue (bias, BatchNorm, ReLU).
+    Conv {
+        /// Geometry.
+        geom: ConvGeom,
+        /// Weight.
+        weight: Arc<Vec<T>>,
+        /// Epilogue.
+        epilogue: Epilogue<T>,
+        /// Input.
+        input: Slot,
+        /// Output.
+        output: Slot,
+    },
+    /// A standalone per-channel op (BatchNorm, ReLU, ChannelAffine).
+    Channel {
+        /// The transform.
+        epilogue: Epilogue<T>,
+        /// Elements per channel.
+        plane: usize,
+        /// Input.
+        input: Slot,
+        /// Output.
+        output: Slot,
+    },
+    /// Max or average pooling.
+    Pool {
+        /// Geometry.
+        geom: PoolGeom,
+        /// Input.
+        input: Slot,
+        /// Output.
+        output: Slot,
+    },
+    /// Adaptive average pooling.
+    Adaptive {
+        /// Channels.
+        c: usize,
+        /// Input height and width.
+        hw: (usize, usize),
+        /// Output height and width.
+        ohw: (usize, usize),
+        /// Input.
+        input: Slot,
+        /// Output.
+        output: Slot,
+    },
+    /// Fully connected layer over the last axis (rank-2 values).
+    Linear {
+        /// Weight `[out, in]`.
+        weight: Arc<Vec<T>>,
+        /// Bias.
+        bias: Option<Vec<T>>,
+        /// Input features.
+        in_features: usize,
+        /// Output features.
+        out_features: usize,
+        /// Input.
+        input: Slot,
+        /// Output.
+        output: Slot,
+    },
+    /// Copies of concatenation parts that could not be written in place.
+    Copy {
+        /// (from, to) pairs.
+        parts: Vec<(Slot, Slot)>,
+    },
+}
+
+/// A graph ready to run for one set of taps.
+#[derive(Debug)]
+pub struct Plan<T> {
+    /// Steps in order.
+    pub steps: Vec<Step<T>>,
+    /// Per-image sizes of the physical buffers.
+    pub buffers: Vec<usize>,
+    /// Where the graph input goes.
+    pub input: Slot,
+    /// Inference outputs and taps to copy out at the end: (name, value, slot).
+    pub results: Vec<(String, ValueId, Slot)>,
+    /// How many of `results` are graph outputs (the rest are taps).
+    pub n_outputs: usize,
+}
+
+/// Nodes grouped into steps: a head node and the nodes fused into it.
+struct Group {
+    nodes: Vec<NodeId>,
+}
+
+/// Builds the plan for `taps` (value ids to keep).
+pub fn build_plan<T: Float>(
+    graph: &Graph,
+    weights: &[NodeWeights<T>],
+    needed: &[bool],
+    taps: &[ValueId],
+) -> Result<Plan<T>, InterpError> {
+    let nv = graph.values.len();
+    let producers = graph.producers();
+    let outputs: Vec<(String, ValueId)> = graph
+        .outputs
+        .iter()
+        .filter(|o| !o.training_only)
+        .map(|o| (o.name.clone(), o.value))
+        .collect();
+    let mut pinned = vec![false; nv]; // values that must be materialized and kept to the end
+    for &(_, v) in &outputs {
+        pinned[v] = true;
+    }
+    for &v in taps {
+        pinned[v] = true;
+    }
+    let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); nv];
+    for (i, n) in graph.nodes.iter().enumerate().filter(|(i, _)| needed[*i]) {
+        for &v in &n.inputs {
+            consumers[v].push(i);
+        }
+    }
+    let sole_consumer = |v: ValueId| -> Option<NodeId> {
+        match consumers[v].as_slice() {
+            [c] if !pinned[v] => Some(*c),
+            _ => None,
+        }
+    };
+
+    // 1. Group nodes: Conv [+ BatchNorm] [+ Relu], everything else alone.
+    let mut groups: Vec<Group> = Vec::new();
+    let mut taken = vec![false; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if !needed[i] || taken[i] {
+            continue;
+        }
+        taken[i] = true;
+        let mut nodes = vec![i];
+        if matches!(node.op, Op::Conv2d(_)) {
+            let mut last = i;
+            if let Some(c) = sole_consumer(graph.nodes[last].output)
+                && matches!(graph.nodes[c].op, Op::BatchNorm(_))
+            {
+                nodes.push(c);
+                taken[c] = true;
+                last = c;
+            }
+            if let Some(c) = sole_consumer(graph.nodes[last].output)
+                && matches!(graph.nodes[c].op, Op::Relu)
+            {
+                nodes.push(c);
+                taken[c] = true;
+            }
+        }
+        groups.push(Group { nodes });
+    }
+    let group_output = |g: &Group| graph.nodes[g.nodes[g.nodes.len() - 1]].output;
+
+    // 2. Storage: which values are materialized, and which share another's storage.
+    let mut materialized = vec![false; nv];
+    for &i in &graph.inputs {
+        materialized[i] = true;
+    }
+    for g in &groups {
+        materialized[group_output(g)] = true;
+    }
+    // parent[v] = (value whose storage v lives in, offset per image).
+    let mut parent: Vec<Option<(ValueId, usize)>> = vec![None; nv];
+    let is_alias = |op: &Op| matches!(op, Op::Flatten(_) | Op::Reshape(_) | Op::Dropout(_));
+    let mut concat_parts_used: HashSet<ValueId> = HashSet::new();
+    let mut in_place: HashSet<(NodeId, usize)> = HashSet::new();
+    for g in groups.iter().rev() {
+        let head = g.nodes[0];
+        let node = &graph.nodes[head];
+        if let Op::Concat(c) = &node.op {
+            // Only axis 1 of NCHW-like values is contiguous per image.
+            if c.axis != 1 {
+                continue;
+            }
+            let plane: usize = graph.values[node.output].ty.shape[2..]
+                .iter()
+                .filter_map(|d| d.fixed())
+                .product();
+            let mut offset = 0;
+            for (k, &part) in node.inputs.iter().enumerate() {
+                let channels = graph.values[part].ty.shape[1].fixed().unwrap_or(0);
+                let eligible = producers[part].is_some_and(|p| !is_alias(&graph.nodes[p].op))
+                    && !graph.inputs.contains(&part)
+                    && parent[part].is_none()
+                    && !concat_parts_used.contains(&part);
+                if eligible {
+                    parent[part] = Some((node.output, offset));
+                    concat_parts_used.insert(part);
+                    in_place.insert((head, k));
+                }
+                offset += channels * plane;
+            }
+        }
+    }
+    for g in &groups {
+        let node = &graph.nodes[g.nodes[0]];
+        if is_alias(&node.op) {
+            parent[node.output] = Some((node.inputs[0], 0));
+        }
+    }
+    let root = |mut v: ValueId| -> (ValueId, usize) {
+        let mut off = 0;
+        while let Some((p, o)) = parent[v] {
+            off += o;
+            v = p;
+        }
+        (v, off)
+    };
+
+    // 3. Live ranges of each root's storage, in step indices.
+    let n_steps = groups.len();
+    let mut first = vec![usize::MAX; nv];
+    let mut last = vec![0usize; nv];
+    let touch = |v: ValueId, s: usize, first: &mut Vec<usize>, last: &mut Vec<usize>| {
+        let (r, _) = root(v);
+        first[r] = first[r].min(s);
+        last[r] = last[r].max(s);
+    };
+    for (s, g) in groups.iter().enumerate() {
+        let out = group_output(g);
+        touch(out, s, &mut first, &mut last);
+        for &n in &g.nodes {
+            for &v in &graph.nodes[n].inputs {
+                touch(v, s, &mut first, &mut last);
+            }
+        }
+    }
+    for &i in &graph.inputs {
+        touch(i, 0, &mut first, &mut last);
+    }
+    for (v, _) in pinned.iter().enumerate().filter(|(_, p)| **p) {
+        touch(v, n_steps, &mut first, &mut last);
+    }
+    // 4. Physical buffers: greedy reuse of freed buffers, best fit by size.
+    let per_image = |v: ValueId| graph.values[v].ty.numel_per_item();
+    let mut roots: Vec<ValueId> = (0..nv)
+        .filter(|&v| materialized[v] && parent[v].is_none() && first[v] != usize::MAX)
+        .collect();
+    roots.sort_by_key(|&v| (first[v], v));
+    let mut buffers: Vec<usize> = Vec::new();
+    let mut free_at: Vec<usize> = Vec::new(); // step after which the buffer is free
+    let mut buf_of_root: HashMap<ValueId, usize> = HashMap::new();
+    for &r in &roots {
+        let need = per_image(r);
+        let candidate = (0..buffers.len())
+            .filter(|&b| free_at[b] < first[r])
+            .min_by_key(|&b| (buffers[b] < need, buffers[b].abs_diff(need)));
+        let b = match candidate {
+            Some(b) => {
+                buffers[b] = buffers[b].max(need);
+                b
+            }
+            None => {
+                buffers.push(need);
+                free_at.push(0);
+                buffers.len() - 1
+            }
+        };
+        free_at[b] = last[r];
+        buf_of_root.insert(r, b);
+    }
+    let slot = |v: ValueId| -> Slot {
+        let (r, offset) = root(v);
+        let buf = buf_of_root.get(&r).copied().unwrap_or(usize::MAX);
+        Slot {
+            buf,
+            offset,
+            len: per_image(v),
+            stride: 0,
+        }
+    };
+    // Strides are the final buffer sizes, known only now.
+    let fix = |s: Slot, buffers: &[usize]| Slot {
+        stride: buffers.get(s.buf).copied().unwrap_or(0),
+        ..s
+    };
+
+    // 5. Steps.
+    let mut steps = Vec::with_capacity(groups.len());
+    for g in &groups {
+        let head = &graph.nodes[g.nodes[0]];
+        let out_v = group_output(g);
+        let output = fix(slot(out_v), &buffers);
+        let in_ty = head.inputs.first().map(|&v| &graph.values[v].ty);
+        let input = head.inputs.first().map(|&v| fix(slot(v), &buffers));
+        let dims = |v: ValueId| {
+            graph.values[v]
+                .ty
+                .shape
+                .iter()
+                .map(|d| d.fixed().unwrap_or(0))
+                .collect::<Vec<_>>()
+        };
+        let (Some(input), Some(_)) = (input, in_ty) else {
+            continue;
+        };
+        let step = match (&head.op, &weights[g.nodes[0]]) {
+            (Op::Conv2d(c), NodeWeights::Conv { weight, bias }) => {
+                let i = dims(head.inputs[0]);
+                let o = dims(head.output);
+                let mut epilogue = Epilogue {
+                    scale: None,
+                    shift: bias.clone(),
+                    relu: false,
+                };
+                for &n in &g.nodes[1..] {
+                    match (&graph.nodes[n].op, &weights[n]) {
+                        (Op::BatchNorm(_), NodeWeights::Scale { scale, shift }) => {
+                            // bn(conv + bias) = conv·s + (bias·s + shift)
+                            let shift2 = match &epilogue.shift {
+                                Some(b) => b
+                                    .iter()
+                                    .zip(scale)
+                                    .zip(shift)
+                                    .map(|((b, s), t)| *b * *s + *t)
+                                    .collect(),
+                                None => shift.clone(),
+                            };
+                            epilogue.scale = Some(scale.clone());
+                            epilogue.shift = Some(shift2);
+                        }
+                        (Op::Relu, _) => epilogue.relu = true,
+                        _ => {}
+                    }
+                }
+                Step::Conv {
+                    geom: ConvGeom {
+                        c: i[1],
+                        h: i[2],
+                        w: i[3],
+                        o: o[1],
+                        oh: o[2],
+                        ow: o[3],
+                        kernel: c.kernel,
+                        stride: c.stride,
+                        pads: c.pads,
+                        dilation: c.dilation,
+                        groups: c.groups,
+                    },
+                    weight: Arc::clone(weight),
+                    epilogue,
+                    input,
+                    output,
+                }
+            }
+            (Op::BatchNorm(_) | Op::ChannelAffine(_), NodeWeights::Scale { scale, shift }) => {
+                let i = dims(head.inputs[0]);
+                Step::Channel {
+                    epilogue: Epilogue {
+                        scale: Some(scale.clone()),
+                        shift: Some(shift.clone()),
+                        relu: false,
+                    },
+                    plane: i[2..].iter().product(),
+                    input,
+                    output,
+                }
+            }
+            (Op::Relu, _) => {
+                let i = dims(head.inputs[0]);
+                Step::Channel {
+                    epilogue: Epilogue {
+                        scale: None,
+                        shift: None,
+                        relu: true,
+                    },
+                    plane: i.get(2..).map_or(1, |r| r.iter().product()),
+                    input,
+                    output,
+                }
+            }
+            (Op::Pool2d(p), _) => {
+                let i = dims(head.inputs[0]);
+                let o = dims(head.output);
+                Step::Pool {
+                    geom: PoolGeom {
+                        kind: p.kind,
+                        c: i[1],
+                        h: i[2],
+                        w: i[3],
+                        oh: o[2],
+                        ow: o[3],
+                        kernel: p.kernel,
+                        stride: p.stride,
+                        pads: p.pads,
+                        count_include_pad: p.count_include_pad || p.kind == PoolKind::Max,
+                    },
+                    input,
+                    output,
+                }
+            }
+            (Op::AdaptiveAvgPool2d(_), _) => {
+                let i = dims(head.inputs[0]);
+                let o = dims(head.output);
+                Step::Adaptive {
+                    c: i[1],
+                    hw: (i[2], i[3]),
+                    ohw: (o[2], o[3]),
+                    input,
+                    output,
+                }
+            }
+            (Op::Linear(l), NodeWeights::Linear { weight, bias }) => Step::Linear {
+                weight: Arc::clone(weight),
+                bias: bias.clone(),
+                in_features: l.in_features,
+                out_features: l.out_features,
+                input,
+                output,
+            },
+            (Op::Concat(_), _) => {
+                let parts = head
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| !in_place.contains(&(g.nodes[0], *k)))
+                    .map(|(k, &v)| {
+                        let from = fix(slot(v), &buffers);
+                        let offset: usize = head.inputs[..k].iter().map(|&p| per_image(p)).sum();
+                        (
+                            from,
+                            Slot {
+                                offset: output.offset + offset,
+                                len: from.len,
+                                ..output
+                            },
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                if parts.is_empty() {
+                    continue;
+                }
+                Step::Copy { parts }
+            }
+            (Op::Flatten(_) | Op::Reshape(_) | Op::Dropout(_), _) => continue,
+            // Weights were prepared for every op above; a mismatch cannot happen.
+            (Op::Conv2d(_) | Op::BatchNorm(_) | Op::ChannelAffine(_) | Op::Linear(_), _) => {
+                continue;
+            }
+        };
+        steps.push(step);
+    }
+
+    let input = graph
+        .inputs
+        .first()
+        .map(|&v| fix(slot(v), &buffers))
+        .ok_or(InterpError::InputCount(0))?;
+    let mut results: Vec<(String, ValueId, Slot)> = outputs
+        .iter()
+        .map(|(n, v)| (n.clone(), *v, fix(slot(*v), &buffers)))
+        .collect();
+    let n_outputs = results.len();
+    for &v in taps {
+        results.push((graph.values[v].name.clone(), v, fix(slot(v), &buffers)));
+    }
+    Ok(Plan {
+        steps,
+        buffers,
+        input,
+        results,
+        n_outputs,
+    })
+}

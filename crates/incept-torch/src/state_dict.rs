@@ -1,0 +1,278 @@
+//! Finding the state dict in what a checkpoint pickled, normalising its keys,
+//! and copying its tensors out of their storages.
+//!
+//! A checkpoint is either the state dict itself or a dict that holds it under
+//! a conventional key ([`STATE_DICT_KEYS`]) beside entries such as `epoch` or
+//! `optimizer`, which were read by the same safe machine and are ignored.
+//! Every tensor is checked (dtype, view bounds, total size) before the first
+//! one is copied.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use incept_ir::{ByteOrder, Tensor};
+
+use crate::error::FormatError;
+use crate::pickle::Parsed;
+use crate::storage::{self, StorageRef, TensorSpec};
+use crate::value::{Dict, Heap, Obj, Value};
+
+/// Keys under which training checkpoints keep the model's weights, in the
+/// order they are tried.
+pub const STATE_DICT_KEYS: &[&str] = &[
+    "state_dict",
+    "model_state_dict",
+    "model",
+    "net",
+    "ema",
+    "model_ema",
+    "state_dict_ema",
+];
+
+/// Prefixes stripped when every key carries them (DataParallel, Lightning-style wrappers).
+pub const STRIPPED_PREFIXES: &[&str] = &["module.", "model."];
+
+/// The bytes of each storage a pickle names, already checked against its size.
+pub(crate) type Bound<'a> = HashMap<Rc<str>, &'a [u8]>;
+
+/// A tensor found in the checkpoint, not yet copied out.
+#[derive(Debug)]
+pub(crate) struct NamedSpec<'a> {
+    pub name: String,
+    pub spec: TensorSpec,
+    pub storage: StorageRef,
+    pub bytes: &'a [u8],
+}
+
+/// The tensors of a checkpoint and where they were found.
+#[derive(Debug, Default)]
+pub(crate) struct Found<'a> {
+    pub tensors: Vec<NamedSpec<'a>>,
+    pub source_key: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The tensor a value refers to, with its storage's bytes.
+pub(crate) fn tensor_of<'a>(
+    heap: &Heap,
+    v: &Value,
+    name: &str,
+    bound: &Bound<'a>,
+) -> Result<Option<NamedSpec<'a>>, FormatError> {
+    let Some(Obj::Tensor(spec)) = heap.deref(v) else {
+        return Ok(None);
+    };
+    let Some(Obj::Storage(storage)) = heap.get(spec.storage) else {
+        return Ok(None);
+    };
+    let bytes = bound
+        .get(&storage.key)
+        .copied()
+        .ok_or_else(|| FormatError::StorageMissing {
+            key: storage.key.to_string(),
+            entry: format!("data/{}", storage.key),
+        })?;
+    Ok(Some(NamedSpec {
+        name: name.to_owned(),
+        spec: spec.clone(),
+        storage: storage.clone(),
+        bytes,
+    }))
+}
+
+fn is_state_dict(heap: &Heap, d: &Dict) -> bool {
+    !d.entries.is_empty()
+        && d.entries.iter().all(|(k, v)| {
+            matches!(k, Value::Str(_)) && matches!(heap.deref(v), Some(Obj::Tensor(_)))
+        })
+}
+
+fn dict_of<'h>(heap: &'h Heap, v: &Value) -> Option<&'h Dict> {
+    match heap.deref(v) {
+        Some(Obj::Dict(d)) => Some(d),
+        _ => None,
+    }
+}
+
+/// Finds the state dict of a `torch.save` pickle: the root, or the first
+/// [`STATE_DICT_KEYS`] entry that is one.
+pub(crate) fn find<'a>(parsed: &Parsed, bound: &Bound<'a>) -> Result<Found<'a>, FormatError> {
+    let heap = &parsed.heap;
+    let Some(root) = dict_of(heap, &parsed.root) else {
+        return Err(FormatError::NoStateDict {
+            found: format!("the file holds {}, not a dict", parsed.root.describe(heap)),
+        });
+    };
+    let (dict, source_key) = if is_state_dict(heap, root) {
+        (root, None)
+    } else {
+        let candidates: Vec<(&str, &Dict)> = STATE_DICT_KEYS
+            .iter()
+            .filter_map(|k| {
+                let d = dict_of(heap, root.get_str(k)?)?;
+                is_state_dict(heap, d).then_some((*k, d))
+            })
+            .collect();
+        let Some(&(key, dict)) = candidates.first() else {
+            return Err(FormatError::NoStateDict {
+                found: describe_top_level(heap, root),
+            });
+        };
+        (dict, Some(key.to_owned()))
+    };
+    let mut found = Found {
+        source_key,
+        ..Found::default()
+    };
+    if let Some(key) = &found.source_key {
+        for k in STATE_DICT_KEYS {
+            if k != key
+                && root
+                    .get_str(k)
+                    .and_then(|v| dict_of(heap, v))
+                    .is_some_and(|d| is_state_dict(heap, d))
+            {
+                found.warnings.push(format!(
+                    "read the weights under `{key}`; `{k}` also holds a state dict and was ignored"
+                ));
+            }
+        }
+    }
+    for (k, v) in &dict.entries {
+        let name = k.as_str().unwrap_or_default();
+        if let Some(t) = tensor_of(heap, v, name, bound)? {
+            found.tensors.push(t);
+        }
+    }
+    Ok(found)
+}
+
+fn describe_top_level(heap: &Heap, root: &Dict) -> String {
+    if root.entries.is_empty() {
+        return "the file holds an empty dict".into();
+    }
+    let shown: Vec<String> = root
+        .entries
+        .iter()
+        .take(12)
+        .map(|(k, v)| {
+            let kind = match heap.deref(v) {
+                Some(o) => o.kind().to_owned(),
+                None => v.describe(heap),
+            };
+            format!("{} ({kind})", k.describe(heap))
+        })
+        .collect();
+    let more = if root.entries.len() > 12 { ", …" } else { "" };
+    format!(
+        "the top-level dict is not name → tensor and has none of the keys {}; it holds {}{more}",
+        STATE_DICT_KEYS.join(", "),
+        shown.join(", ")
+    )
+}
+
+/// Strips [`STRIPPED_PREFIXES`] while every name carries one; returns what was stripped.
+pub(crate) fn strip_prefixes(names: &mut [String]) -> Option<String> {
+    let mut stripped = String::new();
+    'again: for _ in 0..4 {
+        for p in STRIPPED_PREFIXES {
+            if !names.is_empty() && names.iter().all(|n| n.len() > p.len() && n.starts_with(p)) {
+                for n in names.iter_mut() {
+                    n.replace_range(..p.len(), "");
+                }
+                stripped.push_str(p);
+                continue 'again;
+            }
+        }
+        break;
+    }
+    (!stripped.is_empty()).then_some(stripped)
+}
+
+/// The tensors copied out, with the prefix stripped from their names.
+pub(crate) struct Materialized {
+    pub tensors: Vec<(String, Tensor)>,
+    pub stripped_prefix: Option<String>,
+}
+
+/// Checks every tensor, then copies each one out of its storage.
+///
+/// The output may not exceed `limit` bytes in total: views repeating one
+/// storage could otherwise turn a small file into a huge allocation.
+pub(crate) fn materialize(
+    found: Vec<NamedSpec<'_>>,
+    order: ByteOrder,
+    limit: u64,
+) -> Result<Materialized, FormatError> {
+    let mut names: Vec<String> = found.iter().map(|t| t.name.clone()).collect();
+    let stripped_prefix = strip_prefixes(&mut names);
+    let mut seen = HashSet::new();
+    for n in &names {
+        if !seen.insert(n.as_str()) {
+            return Err(FormatError::DuplicateTensor { name: n.clone() });
+        }
+    }
+    let mut total = 0u64;
+    for (t, name) in found.iter().zip(&names) {
+        if t.storage.ty.dtype().is_none() {
+            return Err(FormatError::UnsupportedDType {
+                tensor: name.clone(),
+                storage_type: t.storage.ty.class_name().to_owned(),
+            });
+        }
+        let n = storage::view_nbytes(&t.spec, &t.storage).map_err(|error| FormatError::View {
+            tensor: name.clone(),
+            error,
+        })?;
+        total = total.saturating_add(n);
+        if total > limit {
+            return Err(FormatError::OutputTooLarge { limit });
+        }
+    }
+    let mut tensors = Vec::with_capacity(found.len());
+    for (t, name) in found.into_iter().zip(names) {
+        let Some(dtype) = t.storage.ty.dtype() else {
+            continue;
+        };
+        let tensor =
+            storage::materialize(&t.spec, &t.storage, dtype, t.bytes, order).map_err(|error| {
+                FormatError::View {
+                    tensor: name.clone(),
+                    error,
+                }
+            })?;
+        tensors.push((name, tensor));
+    }
+    Ok(Materialized {
+        tensors,
+        stripped_prefix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn strips_only_when_every_key_has_the_prefix() {
+        let mut n = names(&["module.a.weight", "module.b"]);
+        assert_eq!(strip_prefixes(&mut n).as_deref(), Some("module."));
+        assert_eq!(n, names(&["a.weight", "b"]));
+
+        let mut n = names(&["module.a", "b"]);
+        assert_eq!(strip_prefixes(&mut n), None);
+        assert_eq!(n, names(&["module.a", "b"]));
+
+        let mut n = names(&["model.module.x", "model.module.y"]);
+        assert_eq!(strip_prefixes(&mut n).as_deref(), Some("model.module."));
+        assert_eq!(n, names(&["x", "y"]));
+
+        // A key that is the prefix alone would become empty: keep everything.
+        let mut n = names(&["module.", "module.a"]);
+        assert_eq!(strip_prefixes(&mut n), None);
+    }
+}
