@@ -96,7 +96,7 @@ fn every_fixture_imports_with_torchvision_names() {
                 );
             }
             // Weights are named by their state-dict keys.
-            let folded = g.metadata.get("folded_batchnorm").is_some();
+            let folded = g.metadata.contains_key("folded_batchnorm");
             for p in &g.params {
                 // A folded BatchNorm leaves its shift as the convolution's bias.
                 let fused_bias = folded
@@ -167,4 +167,14 @@ fn export_then_import_gives_the_same_graph() {
             assert_eq!(import_bytes(&bytes).unwrap().graph, second);
         }
     }
+}
+
+#[test]
+fn dynamo_transform_input_dump() {
+    let imp = import(&fixtures().join("tiny_transform/dynamo.onnx")).unwrap();
+    let header = format!(
+        "opset {} producer {} naming {}\n",
+        imp.opset, imp.producer, imp.naming
+    );
+    insta::assert_snapshot!("tiny_transform_dynamo_dump", header + &imp.graph.dump());
 }
