@@ -148,6 +148,7 @@ pub(crate) fn apply(ctx: &mut Ctx<'_>, ours: bool) -> Result<NamingSource, OnnxE
             Some(names) => {
                 rename(&mut ctx.graph, &names);
                 mark_folded(&mut ctx.graph);
+                mark_transform_input(&mut ctx.graph);
                 return Ok(NamingSource::TemplateMatch);
             }
             None => return Ok(NamingSource::Original),
@@ -204,6 +205,7 @@ pub(crate) fn apply(ctx: &mut Ctx<'_>, ours: bool) -> Result<NamingSource, OnnxE
         .collect();
     rename(&mut ctx.graph, &map);
     mark_folded(&mut ctx.graph);
+    mark_transform_input(&mut ctx.graph);
     Ok(source)
 }
 
@@ -255,6 +257,18 @@ fn mark_folded(graph: &mut Graph) {
             .metadata
             .insert("folded_batchnorm".into(), "true".into());
     }
+}
+
+/// Records `transform_input` as the template does, from the node of that name.
+fn mark_transform_input(graph: &mut Graph) {
+    let present = graph
+        .nodes
+        .iter()
+        .any(|n| n.name == "transform_input" && matches!(n.op, Op::ChannelAffine(_)));
+    graph
+        .metadata
+        .entry("transform_input".into())
+        .or_insert_with(|| present.to_string());
 }
 
 #[cfg(test)]

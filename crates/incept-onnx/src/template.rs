@@ -32,6 +32,23 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// The inputs of template Concat `tn`, with inputs made by Concats on the same axis inlined.
+    fn flat_concat_inputs(&self, tn: usize) -> Vec<ValueId> {
+        let Op::Concat(outer) = &self.t.nodes[tn].op else {
+            return self.t.nodes[tn].inputs.clone();
+        };
+        let mut out = Vec::new();
+        for &v in &self.t.nodes[tn].inputs {
+            match self.tp[v] {
+                Some(p) if matches!(&self.t.nodes[p].op, Op::Concat(c) if c.axis == outer.axis) => {
+                    out.extend(self.flat_concat_inputs(p));
+                }
+                _ => out.push(v),
+            }
+        }
+        out
+    }
+
     fn pair(&mut self, tv: ValueId, gv: ValueId) -> bool {
         let (Some(&tn), Some(&gn)) = (self.tp.get(tv), self.gp.get(gv)) else {
             return false;
@@ -50,16 +67,21 @@ impl Walk<'_> {
                     return prev == tn;
                 }
                 let (tnode, gnode) = (&self.t.nodes[tn], &self.g.nodes[gn]);
-                if !same_kind(&tnode.op, &gnode.op) || tnode.inputs.len() != gnode.inputs.len() {
+                if !same_kind(&tnode.op, &gnode.op) {
+                    return false;
+                }
+                let mut tins = tnode.inputs.clone();
+                if tins.len() != gnode.inputs.len() && matches!(tnode.op, Op::Concat(_)) {
+                    // The TorchScript exporter merges InceptionE's inner
+                    // concatenations into the block's: inline them here too.
+                    tins = self.flat_concat_inputs(tn);
+                }
+                if tins.len() != gnode.inputs.len() {
                     return false;
                 }
                 self.pairs.insert(gn, tn);
-                let ins: Vec<(ValueId, ValueId)> = tnode
-                    .inputs
-                    .iter()
-                    .copied()
-                    .zip(gnode.inputs.iter().copied())
-                    .collect();
+                let ins: Vec<(ValueId, ValueId)> =
+                    tins.into_iter().zip(gnode.inputs.iter().copied()).collect();
                 ins.into_iter().all(|(a, b)| self.pair(a, b))
             }
             (None, Some(_)) => false,

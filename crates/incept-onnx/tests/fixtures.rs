@@ -178,3 +178,88 @@ fn dynamo_transform_input_dump() {
     );
     insta::assert_snapshot!("tiny_transform_dynamo_dump", header + &imp.graph.dump());
 }
+
+/// The fixture with every name that could give torchvision's away replaced:
+/// node names, initializer names, metadata, producer.
+fn anonymised(path: &std::path::Path) -> Vec<u8> {
+    use incept_onnx::proto::ModelProto;
+    use prost::Message;
+    let mut m = ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    m.producer_name = Some("anonymous".into());
+    let g = m.graph.as_mut().unwrap();
+    let mut renames = std::collections::HashMap::new();
+    for (i, t) in g.initializer.iter_mut().enumerate() {
+        let new = format!("w{i}");
+        renames.insert(t.name.replace(new.clone()).unwrap(), new);
+        // Inline the external data, so the anonymised model needs no folder.
+        if !t.external_data.is_empty() {
+            let data = std::fs::read(path.with_extension("onnx.data")).unwrap();
+            let get = |k: &str| {
+                t.external_data
+                    .iter()
+                    .find(|e| e.key.as_deref() == Some(k))
+                    .unwrap()
+                    .value
+                    .clone()
+                    .unwrap()
+            };
+            let (off, len): (usize, usize) = (
+                get("offset").parse().unwrap(),
+                get("length").parse().unwrap(),
+            );
+            t.raw_data = Some(data[off..off + len].to_vec());
+            t.external_data.clear();
+            t.data_location = None;
+        }
+    }
+    for (i, n) in g.node.iter_mut().enumerate() {
+        n.name = Some(format!("n{i}"));
+        n.metadata_props.clear();
+        for input in &mut n.input {
+            if let Some(new) = renames.get(input) {
+                *input = new.clone();
+            }
+        }
+    }
+    m.encode_to_vec()
+}
+
+#[test]
+fn anonymised_exports_are_named_by_matching_the_template() {
+    for model in MODELS {
+        for (file, _) in FILES {
+            let path = fixtures().join(model).join(file);
+            let named = import(&path).unwrap().graph;
+            let imp = import_bytes(&anonymised(&path)).unwrap();
+            assert_eq!(imp.naming, NamingSource::TemplateMatch, "{model}/{file}");
+            let names = |g: &Graph| g.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+            assert_eq!(names(&imp.graph), names(&named), "{model}/{file}");
+            let params = |g: &Graph| g.params.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+            assert_eq!(params(&imp.graph), params(&named), "{model}/{file}");
+            assert_eq!(imp.graph.metadata, named.metadata, "{model}/{file}");
+        }
+    }
+}
+
+#[test]
+fn a_graph_that_is_not_inception_keeps_its_own_names() {
+    use incept_onnx::proto::ModelProto;
+    use prost::Message;
+    // Cut the anonymised graph after Mixed_5b's first convolution: not an Inception V3.
+    let path = fixtures().join("tiny_noaux/ts_folded.onnx");
+    let mut m = ModelProto::decode(anonymised(&path).as_slice()).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let keep = 6;
+    g.node.truncate(keep);
+    let last = g.node[keep - 1].output[0].clone();
+    let out = g.output[0].clone();
+    g.output = vec![incept_onnx::proto::ValueInfoProto {
+        name: Some(last),
+        r#type: None,
+        ..out
+    }];
+    let imp = import_bytes(&m.encode_to_vec()).unwrap();
+    assert_eq!(imp.naming, NamingSource::Original);
+    assert_eq!(imp.graph.nodes[0].name, "n0");
+    assert_eq!(imp.graph.params[0].name, "w2");
+}
