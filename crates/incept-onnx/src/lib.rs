@@ -1,14 +1,34 @@
 //! incept's ONNX reader and writer: ONNX models (with external data) in,
 //! [`incept_ir::Graph`] out, and back.
 //!
-//! Import runs in phases (see [`import`]'s module doc): decode with size
-//! limits, initializers, node conversion through the op table in [`ops`],
-//! validation, then torchvision naming ([`NamingSource`]). Export writes
-//! whatever the graph holds at a chosen opset.
+//! Import runs in phases (`src/import/mod.rs`): decode with size limits,
+//! initializers (raw, typed or external data), node conversion through the
+//! op table in [`ops`] (all unsupported ops reported at once), validation,
+//! then torchvision naming ([`NamingSource`]). Export writes whatever the
+//! graph holds at opset 13 to 21 (default 17).
+//!
+//! Supported ops (default domain, model opsets 7 to 21; each converter's
+//! file names its spec and version history):
+//!
+//! | ONNX | IR |
+//! | --- | --- |
+//! | Conv (auto_pad NOTSET/SAME_UPPER/SAME_LOWER/VALID) | Conv2d |
+//! | BatchNormalization (inference) | BatchNorm |
+//! | Relu | Relu |
+//! | MaxPool, AveragePool | Pool2d |
+//! | GlobalAveragePool, ReduceMean over [2, 3] with keepdims | AdaptiveAvgPool2d [1, 1] |
+//! | Concat | Concat |
+//! | Flatten (axis 1) | Flatten |
+//! | Reshape (constant shape) | Reshape |
+//! | Gemm (alpha/beta folded only when exact), MatMul + Add | Linear |
+//! | Dropout | Dropout |
+//! | Identity, Constant | (no node) |
+//! | Gather/Slice → Unsqueeze → Mul → Add per channel → Concat; Mul + Add by `[1, C, 1, 1]` constants | ChannelAffine |
 //!
 //! Architecture invariant: this crate reads only the model file and the
 //! external data files inside the model's folder that the model names; it
-//! never executes anything and never writes outside the output path.
+//! never executes anything and never writes outside the output path (a
+//! temporary file beside it, then a rename).
 
 mod error;
 mod export;
@@ -25,7 +45,7 @@ use std::path::Path;
 use incept_ir::Graph;
 
 pub use error::{OnnxError, UnsupportedOp};
-pub use export::{ExportOptions, export, export_bytes};
+pub use export::{ExportOptions, MAX_EXPORT_OPSET, MIN_EXPORT_OPSET, export, export_bytes};
 pub use limits::{MAX_PROTO_BYTES, check_file_size};
 pub use naming::NamingSource;
 

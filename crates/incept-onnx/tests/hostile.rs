@@ -572,3 +572,23 @@ fn missing_file_names_it() {
     assert!(matches!(e, OnnxError::Io { .. }), "{e}");
     says(&e, &["/nonexistent/model.onnx"]);
 }
+
+#[test]
+fn a_declared_output_shape_that_disagrees_is_a_warning() {
+    let mut m = model();
+    graph(&mut m).output[0] = value_info("y", &[-1, 6]);
+    let imp = import_bytes(&m.encode_to_vec()).unwrap();
+    assert_eq!(imp.warnings.len(), 1, "{:?}", imp.warnings);
+    assert!(
+        imp.warnings[0]
+            .contains("output `y` is declared with dims [None, Some(6)] but computes [N,5]"),
+        "{:?}",
+        imp.warnings
+    );
+    assert!(
+        import_bytes(&model().encode_to_vec())
+            .unwrap()
+            .warnings
+            .is_empty()
+    );
+}

@@ -267,6 +267,20 @@ fn finish(ctx: &mut Ctx<'_>, outputs: &[ValueInfoProto]) -> Result<(), OnnxError
             ..NodeProto::default()
         };
         let value = ctx.materialise(&fake, sym)?;
+        if let Some(declared) = declared_dims(o) {
+            let inferred = &ctx.graph.values[value].ty.shape;
+            let agrees = declared.len() == inferred.len()
+                && declared
+                    .iter()
+                    .zip(inferred)
+                    .all(|(d, i)| d.is_none() || *d == i.fixed());
+            if !agrees {
+                ctx.warnings.push(format!(
+                    "output `{name}` is declared with dims {declared:?} but computes {}",
+                    incept_ir::shape::fmt_shape(inferred)
+                ));
+            }
+        }
         ctx.graph.outputs.push(GraphOutput {
             name,
             value,
@@ -277,4 +291,23 @@ fn finish(ctx: &mut Ctx<'_>, outputs: &[ValueInfoProto]) -> Result<(), OnnxError
         path: ctx.path.to_path_buf(),
         source,
     })
+}
+
+/// The fixed dims an output declares (`None` for symbolic ones), if it declares a shape.
+fn declared_dims(vi: &ValueInfoProto) -> Option<Vec<Option<usize>>> {
+    use crate::proto::tensor_shape_proto::dimension::Value as D;
+    let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    let shape = tt.shape.as_ref()?;
+    Some(
+        shape
+            .dim
+            .iter()
+            .map(|d| match d.value {
+                Some(D::DimValue(v)) => usize::try_from(v).ok(),
+                _ => None,
+            })
+            .collect(),
+    )
 }

@@ -1,7 +1,7 @@
-//! Phase 3 of import: one converter per ONNX op, registered in [`OPS`].
+//! Phase 3 of import: one converter per ONNX op, registered in one table, `OPS`.
 //!
 //! Each file opens with its spec link and the opset versions it covers, and
-//! declares its arity in its [`OpSpec`]. The model's default-domain opset
+//! declares its arity in its `OpSpec`. The model's default-domain opset
 //! must lie in [`MIN_OPSET`]..=[`MAX_OPSET`].
 
 use incept_ir::{Tensor, ValueType};
