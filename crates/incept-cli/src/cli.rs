@@ -35,11 +35,7 @@ pub struct ModelArgs {
     /// A model file: a safetensors state dict. Its format is recognised from
     /// its contents; the number of classes, the aux head and the channel
     /// widths come from its weights.
-    #[arg(
-        value_name = "MODEL",
-        required_unless_present = "arch",
-        conflicts_with = "arch"
-    )]
+    #[arg(value_name = "MODEL", required_unless_present = "arch", conflicts_with = "arch")]
     pub model: Option<std::path::PathBuf>,
     /// Build a model from a built-in architecture template instead of a file.
     #[arg(long, value_enum, value_name = "ARCH")]

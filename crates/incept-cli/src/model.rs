@@ -36,11 +36,8 @@ pub enum FileKind {
 pub fn sniff(path: &Path) -> Result<FileKind> {
     use std::io::Read;
     let mut head = [0u8; 16];
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let n = f
-        .read(&mut head)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = f.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
     let head = &head[..n];
     Ok(if head.starts_with(b"PK\x03\x04") {
         FileKind::Zip
@@ -67,11 +64,7 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
                 ..InceptionV3Config::default()
             };
             let built = inception_v3(&cfg)?;
-            Ok(Loaded {
-                graph: built.graph,
-                source: "template inception_v3".into(),
-                warnings: built.warnings,
-            })
+            Ok(Loaded { graph: built.graph, source: "template inception_v3".into(), warnings: built.warnings })
         }
         (None, None) => bail!("name a model file or a built-in architecture with --arch"),
     }
@@ -89,16 +82,8 @@ fn load_file(path: &PathBuf, transform_input: bool, input_size: [usize; 2]) -> R
             path.display()
         ),
     };
-    let built = bind_state_dict(tensors, transform_input, input_size).with_context(|| {
-        format!(
-            "{}: cannot bind the weights to Inception V3",
-            path.display()
-        )
-    })?;
+    let built = bind_state_dict(tensors, transform_input, input_size)
+        .with_context(|| format!("{}: cannot bind the weights to Inception V3", path.display()))?;
     warnings.extend(built.warnings);
-    Ok(Loaded {
-        graph: built.graph,
-        source: path.display().to_string(),
-        warnings,
-    })
+    Ok(Loaded { graph: built.graph, source: path.display().to_string(), warnings })
 }

@@ -34,8 +34,7 @@ pub struct Fixture {
 impl Fixture {
     /// A committed fixture. Panics if it is not there: the checkout is broken.
     pub fn open(name: &str) -> Fixture {
-        Self::try_open(name)
-            .unwrap_or_else(|| panic!("fixture {name} is missing from {}", root().display()))
+        Self::try_open(name).unwrap_or_else(|| panic!("fixture {name} is missing from {}", root().display()))
     }
 
     /// The full-size set made by `cargo xtask fixtures --full`, if present.
@@ -43,9 +42,7 @@ impl Fixture {
     pub fn full() -> Option<Fixture> {
         let f = Self::try_open("full");
         if f.is_none() {
-            eprintln!(
-                "skipped: fixtures/full is absent (make it with `cargo xtask fixtures --full`)"
-            );
+            eprintln!("skipped: fixtures/full is absent (make it with `cargo xtask fixtures --full`)");
         }
         f
     }
@@ -54,11 +51,7 @@ impl Fixture {
         let dir = root().join(name);
         let meta = std::fs::read(dir.join("meta.json")).ok()?;
         let meta = serde_json::from_slice(&meta).ok()?;
-        Some(Fixture {
-            name: name.to_string(),
-            dir,
-            meta,
-        })
+        Some(Fixture { name: name.to_string(), dir, meta })
     }
 
     /// A file of the fixture.
@@ -90,11 +83,7 @@ impl Fixture {
     /// recorded on (`modules_input`).
     pub fn input(&self, key: &str) -> Tensor {
         let local = self.path("input.safetensors");
-        let file = if local.exists() {
-            local
-        } else {
-            root().join("input.safetensors")
-        };
+        let file = if local.exists() { local } else { root().join("input.safetensors") };
         take(read(&file), key, &file)
     }
 }

@@ -28,14 +28,7 @@ pub fn error_stats(actual: &Tensor, reference: &Tensor) -> Option<ErrorStats> {
         return None;
     }
     let (a, r) = (actual.to_f64_vec(), reference.to_f64_vec());
-    let mut s = ErrorStats {
-        max_abs: 0.0,
-        max_rel: 0.0,
-        mean_abs: 0.0,
-        ref_max: 0.0,
-        count: a.len(),
-        mismatched_nonfinite: 0,
-    };
+    let mut s = ErrorStats { max_abs: 0.0, max_rel: 0.0, mean_abs: 0.0, ref_max: 0.0, count: a.len(), mismatched_nonfinite: 0 };
     let mut sum = 0.0;
     for (x, y) in a.iter().zip(&r) {
         if !(x.is_finite() && y.is_finite()) {
@@ -49,18 +42,8 @@ pub fn error_stats(actual: &Tensor, reference: &Tensor) -> Option<ErrorStats> {
         s.ref_max = s.ref_max.max(y.abs());
         sum += d;
     }
-    s.mean_abs = if s.count > 0 {
-        sum / s.count as f64
-    } else {
-        0.0
-    };
-    s.max_rel = if s.ref_max > 0.0 {
-        s.max_abs / s.ref_max
-    } else if s.max_abs == 0.0 {
-        0.0
-    } else {
-        f64::INFINITY
-    };
+    s.mean_abs = if s.count > 0 { sum / s.count as f64 } else { 0.0 };
+    s.max_rel = if s.ref_max > 0.0 { s.max_abs / s.ref_max } else if s.max_abs == 0.0 { 0.0 } else { f64::INFINITY };
     if s.mismatched_nonfinite > 0 {
         s.max_rel = f64::INFINITY;
     }

@@ -152,14 +152,8 @@ impl InceptionV3Config {
             .into_iter()
             .find(|(k, _)| *k == "fc.weight")
             .ok_or(TemplateError::NotInception("fc.weight"))?;
-        let num_classes = *fc
-            .1
-            .first()
-            .ok_or(TemplateError::NotInception("fc.weight"))?;
-        let aux_logits = entries
-            .clone()
-            .into_iter()
-            .any(|(k, _)| k.starts_with("AuxLogits."));
+        let num_classes = *fc.1.first().ok_or(TemplateError::NotInception("fc.weight"))?;
+        let aux_logits = entries.clone().into_iter().any(|(k, _)| k.starts_with("AuxLogits."));
         Ok(InceptionV3Config {
             num_classes,
             aux_logits,
@@ -178,12 +172,8 @@ pub fn bind_state_dict(
     transform_input: bool,
     input_size: [usize; 2],
 ) -> Result<InceptionV3, TemplateError> {
-    let shapes: Vec<(&str, &[usize])> = tensors
-        .iter()
-        .map(|(k, t)| (k.as_str(), t.shape()))
-        .collect();
-    let cfg =
-        InceptionV3Config::from_state_dict(shapes.iter().copied(), transform_input, input_size)?;
+    let shapes: Vec<(&str, &[usize])> = tensors.iter().map(|(k, t)| (k.as_str(), t.shape())).collect();
+    let cfg = InceptionV3Config::from_state_dict(shapes.iter().copied(), transform_input, input_size)?;
     let mut model = inception_v3(&cfg)?;
     model.graph.bind(tensors)?;
     Ok(model)
