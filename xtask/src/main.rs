@@ -13,6 +13,7 @@
 // xtask is a command-line tool for developers: printing is its user interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod codegen;
 mod fixtures;
 mod interop;
 mod util;
@@ -26,6 +27,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
+  codegen [--update-proto PATH --onnx-version X.Y.Z]
+                                        regenerate crates/incept-onnx/src/proto/onnx.rs from its proto/onnx.proto
   venv [--force]                        create/update .venv from fixtures/requirements.txt
   fixtures [--full] [--out DIR]         regenerate the fixtures (tiny models, or --full size into fixtures/full/)
   fixtures --check [--full] [--out DIR] regenerate into a temp dir and compare with the existing files
@@ -53,6 +56,7 @@ fn run() -> Result<()> {
         bail!("missing command");
     };
     match cmd.as_str() {
+        "codegen" => codegen::run(rest),
         "venv" => venv::cmd(rest),
         "fixtures" => fixtures::cmd(rest),
         "interop" => interop::cmd(rest),
