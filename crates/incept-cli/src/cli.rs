@@ -35,6 +35,43 @@ pub enum Command {
     Run(RunArgs),
     /// Time the forward pass alone (after warm-up, model loaded once).
     Bench(BenchArgs),
+    /// Show what a model file holds: container, tensors, totals, architecture, warnings.
+    Inspect(InspectArgs),
+    /// Write a model as ONNX or as a safetensors state dict (format from the extension).
+    #[command(after_help = "Examples:\n  \
+        incept convert model.pth -o model.onnx\n  \
+        incept convert model.pth --transform-input -o model.onnx --opset 13\n  \
+        incept convert model.onnx -o weights.safetensors")]
+    Convert(ConvertArgs),
+}
+
+/// Arguments of `incept inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The model file.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// Report the architecture with `transform_input` set (state dicts do not store it).
+    #[arg(long)]
+    pub transform_input: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+/// Arguments of `incept convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output file: `.onnx` or `.safetensors`. Written to a temporary file and
+    /// renamed into place, so a failure never leaves a partial file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: std::path::PathBuf,
+    /// ONNX opset of the output.
+    #[arg(long, default_value_t = 17, value_parser = clap::value_parser!(i64).range(13..=21))]
+    pub opset: i64,
 }
 
 /// Arithmetic of the interpreter.
@@ -136,10 +173,10 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// A model file: a PyTorch checkpoint (.pth, zip or legacy, plain or a
-    /// training checkpoint), a TorchScript archive, or a safetensors state
-    /// dict. Its format is recognised from
-    /// its contents; the number of classes, the aux head and the channel
-    /// widths come from its weights.
+    /// training checkpoint), a TorchScript archive, an ONNX file, or a
+    /// safetensors state dict, recognised from its contents. For weights
+    /// without a graph, the number of classes, the aux head and the channel
+    /// widths come from the weights' shapes.
     #[arg(
         value_name = "MODEL",
         required_unless_present = "arch",

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         Command::Dump(args) => commands::dump::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Convert(args) => commands::convert::run(&args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

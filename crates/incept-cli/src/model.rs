@@ -1,7 +1,7 @@
 //! Turning the model arguments into a graph: a built-in template, or a file
 //! whose format is recognised by its first bytes (never by its name alone).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use incept_ir::Graph;
@@ -28,6 +28,8 @@ pub enum FileKind {
     Zip,
     /// A pickle stream (the legacy `torch.save` format).
     Pickle,
+    /// A protobuf starting with ModelProto's `ir_version` (field 1, varint): ONNX.
+    Onnx,
     /// Anything else.
     Unknown,
 }
@@ -48,6 +50,8 @@ pub fn sniff(path: &Path) -> Result<FileKind> {
         FileKind::Pickle
     } else if n >= 9 && head[8] == b'{' {
         FileKind::Safetensors
+    } else if head.first() == Some(&0x08) {
+        FileKind::Onnx
     } else {
         FileKind::Unknown
     })
@@ -77,9 +81,23 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
     }
 }
 
-fn load_file(path: &PathBuf, transform_input: bool, input_size: [usize; 2]) -> Result<Loaded> {
-    let kind = sniff(path)?;
-    let (tensors, mut warnings) = match kind {
+fn load_file(path: &Path, transform_input: bool, input_size: [usize; 2]) -> Result<Loaded> {
+    let (tensors, mut warnings) = match sniff(path)? {
+        FileKind::Onnx => {
+            // An ONNX file carries its own graph: settings come from the file, not the flags.
+            let imported = incept_onnx::import(path)?;
+            let mut warnings = imported.warnings;
+            if transform_input {
+                warnings.push(
+                    "--transform-input is ignored for ONNX files: the graph says whether it transforms its input".into(),
+                );
+            }
+            return Ok(Loaded {
+                graph: imported.graph,
+                source: path.display().to_string(),
+                warnings,
+            });
+        }
         FileKind::Safetensors => {
             let f = incept_safetensors::read(path)?;
             (f.tensors, Vec::new())
@@ -96,7 +114,7 @@ fn load_file(path: &PathBuf, transform_input: bool, input_size: [usize; 2]) -> R
             (ckpt.tensors, notes)
         }
         FileKind::Unknown => bail!(
-            "{}: not a format incept reads (PyTorch .pth/.pt checkpoints and TorchScript archives, safetensors)",
+            "{}: not a format incept reads (PyTorch .pth/.pt checkpoints and TorchScript archives, ONNX, safetensors)",
             path.display()
         ),
     };
