@@ -46,6 +46,16 @@ pub fn cmd(args: &[String]) -> Result<()> {
 }
 
 /// Runs the generator into `out` (the tiny set, or `out/full/` with `full`).
+/// Generates the full-size set into `fixtures/full/` unless it is there.
+pub fn ensure_full(python: &Path, root: &Path) -> Result<()> {
+    let fixtures_dir = root.join("fixtures");
+    if !fixtures_dir.join("full").join("meta.json").exists() {
+        eprintln!("fixtures/full/ is missing: generating the full-size set");
+        generate(python, root, true, &fixtures_dir)?;
+    }
+    Ok(())
+}
+
 pub fn generate(python: &Path, root: &Path, full: bool, out: &Path) -> Result<()> {
     let start = Instant::now();
     let mut cmd = Command::new(python);

@@ -81,10 +81,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let python = venv::ensure()?;
     let fixtures_dir = root.join("fixtures");
     // Generated once, for the checks that read it (`needs_full`) and for manual comparisons.
-    if !fixtures_dir.join("full").join("meta.json").exists() {
-        eprintln!("fixtures/full/ is missing: generating the full-size set");
-        fixtures::generate(&python, &root, true, &fixtures_dir)?;
-    }
+    fixtures::ensure_full(&python, &root)?;
 
     let incept =
         incept_override.unwrap_or_else(|| root.join("target").join("release").join("incept"));
@@ -125,7 +122,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn build_incept(root: &Path) -> Result<()> {
+/// `cargo build --release -p incept-cli`.
+pub fn build_incept(root: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     util::run(
         Command::new(cargo)

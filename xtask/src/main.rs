@@ -7,12 +7,15 @@
 //! Commands:
 //! - `venv`: create or update `.venv` (also done implicitly by the others).
 //! - `fixtures [--full] [--out DIR] [--check]`: run `fixtures/make_fixtures.py`.
+//! - `bench [--quick] [--write] [--no-build]`: incept side by side with onnxruntime and
+//!   PyTorch on the full-size model (`xtask/bench/bench.py`).
 //! - `interop [--list] [--only NAME]... [--no-build] [--incept PATH]`: the named checks of
 //!   `xtask/interop/` against the release `incept` binary.
 
 // xtask is a command-line tool for developers: printing is its user interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod codegen;
 mod fixtures;
 mod interop;
@@ -32,6 +35,9 @@ commands:
   venv [--force]                        create/update .venv from fixtures/requirements.txt
   fixtures [--full] [--out DIR]         regenerate the fixtures (tiny models, or --full size into fixtures/full/)
   fixtures --check [--full] [--out DIR] regenerate into a temp dir and compare with the existing files
+  bench [--quick] [--write] [--no-build]
+                                        incept vs onnxruntime (speed), incept vs torch.load (load time, memory)
+                                        on the full-size model, side by side; --write updates docs/benchmarks.md
   interop [--list] [--only NAME]... [--no-build] [--incept PATH]
                                         run the interop checks (xtask/interop/) against target/release/incept
                                         (built first with cargo build --release -p incept-cli unless --no-build
@@ -60,6 +66,7 @@ fn run() -> Result<()> {
         "venv" => venv::cmd(rest),
         "fixtures" => fixtures::cmd(rest),
         "interop" => interop::cmd(rest),
+        "bench" => bench::cmd(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -174,7 +174,7 @@ pub fn execute<T: Float>(
                 let lhs = MatRef::row_major(&x, batch, *in_features);
                 let rhs = MatRef::row_major(weight, *out_features, *in_features).t();
                 let mut y = vec![0f64; batch * out_features];
-                matmul(&mut y, lhs, rhs, false, threads);
+                matmul(&mut y, *out_features, lhs, rhs, false, threads);
                 let dst = &mut buffers[output.buf];
                 for n in 0..batch {
                     let row = &mut dst[n * output.stride + output.offset..][..*out_features];

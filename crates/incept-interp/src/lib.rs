@@ -128,7 +128,8 @@ impl Interpreter {
             Precision::F64 => Engine::F64(typed(graph, &needed)?),
         };
         Ok(Interpreter {
-            graph: graph.clone(),
+            // The structure only: the weights now live, converted, in the engine.
+            graph: graph.clone_structure(),
             needed,
             threads,
             pool,
@@ -136,7 +137,7 @@ impl Interpreter {
         })
     }
 
-    /// The graph being run.
+    /// The graph being run (its structure; parameter data is not kept).
     pub fn graph(&self) -> &Graph {
         &self.graph
     }

@@ -102,6 +102,29 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// A copy of the graph without parameter data (types, nodes and names only).
+    pub fn clone_structure(&self) -> Graph {
+        Graph {
+            name: self.name.clone(),
+            values: self.values.clone(),
+            params: self
+                .params
+                .iter()
+                .map(|p| Param {
+                    name: p.name.clone(),
+                    kind: p.kind,
+                    dtype: p.dtype,
+                    shape: p.shape.clone(),
+                    data: None,
+                })
+                .collect(),
+            nodes: self.nodes.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+
     /// The value named `name`.
     pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
         self.values.iter().position(|v| v.name == name)

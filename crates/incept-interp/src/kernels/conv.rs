@@ -44,15 +44,6 @@ impl ConvGeom {
     pub fn k(&self) -> usize {
         self.c / self.groups * self.kernel[0] * self.kernel[1]
     }
-
-    /// Scratch elements needed per image (0 for pointwise convolutions).
-    pub fn scratch_len(&self) -> usize {
-        if self.is_pointwise() {
-            0
-        } else {
-            self.k() * self.oh * self.ow
-        }
-    }
 }
 
 /// Rows of the im2col matrix per GEMM call. Each call's products are summed
@@ -61,6 +52,37 @@ impl ConvGeom {
 /// about 3.2e-5 (PyTorch's own level) to 2.3e-5, for about 1% of the time
 /// (`cargo run --release -p incept-interp --example accuracy`).
 const K_BLOCK: usize = 128;
+
+/// Elements of im2col scratch to aim for per band of output rows.
+const SCRATCH_ELEMS: usize = 1 << 20;
+
+/// `dst[og, tn] (rows n apart) = w[og, k] × cols[k, tn]`, in K blocks of [`K_BLOCK`].
+#[allow(clippy::too_many_arguments)]
+fn gemm_k_blocked<T: Float>(
+    dst: &mut [T],
+    dst_row_stride: usize,
+    w: &[T],
+    og: usize,
+    k: usize,
+    cols: &[T],
+    tn: usize,
+    threads: usize,
+) {
+    let mut k0 = 0;
+    while k0 < k {
+        let k1 = (k0 + K_BLOCK).min(k);
+        let wk = MatRef {
+            data: &w[k0..],
+            rows: og,
+            cols: k1 - k0,
+            row_stride: k,
+            col_stride: 1,
+        };
+        let ck = MatRef::row_major(&cols[k0 * tn..k1 * tn], k1 - k0, tn);
+        matmul(dst, dst_row_stride, wk, ck, k0 > 0, threads);
+        k0 = k1;
+    }
+}
 
 /// Convolves one image: `input` is `[C, H, W]`, `out` is `[O, OH, OW]`,
 /// `weight` is `[O, C/groups·kh·kw]` row-major.
@@ -84,38 +106,41 @@ pub fn conv2d<T: Float>(
         let w = &weight[grp * og * k..(grp + 1) * og * k];
         let x = &input[grp * cg * g.h * g.w..(grp + 1) * cg * g.h * g.w];
         let dst = &mut out[grp * og * n..(grp + 1) * og * n];
-        let cols: &[T] = if g.is_pointwise() {
-            x
+        if g.is_pointwise() {
+            gemm_k_blocked(dst, n, w, og, k, x, n, threads);
         } else {
-            scratch.resize(k * n, T::ZERO);
-            im2col(g, cg, x, scratch, threads);
-            scratch
-        };
-        let mut k0 = 0;
-        while k0 < k {
-            let k1 = (k0 + K_BLOCK).min(k);
-            let wk = MatRef {
-                data: &w[k0..],
-                rows: og,
-                cols: k1 - k0,
-                row_stride: k,
-                col_stride: 1,
-            };
-            let ck = MatRef::row_major(&cols[k0 * n..k1 * n], k1 - k0, n);
-            matmul(dst, wk, ck, k0 > 0, threads);
-            k0 = k1;
+            // im2col a band of output rows at a time, so the scratch matrix stays
+            // small (a few MiB) even for the 147x147 layers.
+            let band = (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh);
+            let mut oh0 = 0;
+            while oh0 < g.oh {
+                let oh1 = (oh0 + band).min(g.oh);
+                let tn = (oh1 - oh0) * g.ow;
+                scratch.resize(k * tn, T::ZERO);
+                im2col(g, cg, x, &mut scratch[..k * tn], (oh0, oh1), threads);
+                gemm_k_blocked(&mut dst[oh0 * g.ow..], n, w, og, k, scratch, tn, threads);
+                oh0 = oh1;
+            }
         }
         epilogue.apply_from(dst, n, grp * og, threads);
     }
 }
 
 /// Unfolds `x` (`[cg, H, W]`) into `cols` (`[cg·kh·kw, OH·OW]`), zeros for padding.
-fn im2col<T: Float>(g: &ConvGeom, cg: usize, x: &[T], cols: &mut [T], threads: usize) {
+/// Output rows `oh0..oh1` only: `cols` is `[cg·kh·kw, (oh1−oh0)·OW]`.
+fn im2col<T: Float>(
+    g: &ConvGeom,
+    cg: usize,
+    x: &[T],
+    cols: &mut [T],
+    (oh0, oh1): (usize, usize),
+    threads: usize,
+) {
     let [kh, kw] = g.kernel;
     let [sh, sw] = g.stride;
     let [dh, dw] = g.dilation;
     let (pt, pl) = (g.pads[0], g.pads[1]);
-    let n = g.oh * g.ow;
+    let n = (oh1 - oh0) * g.ow;
     // Output columns whose input column lies inside [0, W) for kernel column j.
     let valid_cols = |j: usize| {
         let off = j * dw;
@@ -138,8 +163,8 @@ fn im2col<T: Float>(g: &ConvGeom, cg: usize, x: &[T], cols: &mut [T], threads: u
         let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         let (lo, hi) = valid_cols(j);
-        for oh in 0..g.oh {
-            let line = &mut dst[oh * g.ow..(oh + 1) * g.ow];
+        for oh in oh0..oh1 {
+            let line = &mut dst[(oh - oh0) * g.ow..(oh - oh0 + 1) * g.ow];
             let ih = (oh * sh + i * dh) as isize - pt as isize;
             if ih < 0 || ih as usize >= g.h || lo >= hi {
                 line.fill(T::ZERO);
@@ -251,5 +276,7 @@ mod tests {
         check(2, 8, 8, 2, [5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 1);
         check(4, 9, 9, 4, [3, 3], [2, 1], [1, 0, 2, 1], [2, 1], 2);
         check(2, 5, 5, 3, [3, 3], [3, 3], [1, 1, 1, 1], [1, 1], 1);
+        // Wide enough that im2col runs in bands of one output row.
+        check(64, 3, 2000, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1);
     }
 }

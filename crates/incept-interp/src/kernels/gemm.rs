@@ -53,14 +53,15 @@ fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
     matches!(last, Some(l) if l < len) && isize::try_from(rs).is_ok() && isize::try_from(cs).is_ok()
 }
 
-/// `dst = lhs × rhs` (or `dst += lhs × rhs` with `accumulate`), `dst` row-major
-/// `lhs.rows × rhs.cols`.
+/// `dst = lhs × rhs` (or `dst += lhs × rhs` with `accumulate`), `dst` a
+/// `lhs.rows × rhs.cols` matrix whose rows are `dst_row_stride` apart.
 ///
 /// Panics if the shapes disagree or a view reaches past its slice: callers
 /// size every buffer from the validated graph, so this is a bug check, not
 /// input validation.
 pub fn matmul<T: Float>(
     dst: &mut [T],
+    dst_row_stride: usize,
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
     accumulate: bool,
@@ -68,7 +69,10 @@ pub fn matmul<T: Float>(
 ) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "matmul: inner dimensions differ");
-    assert!(fits(dst.len(), m, n, n, 1), "matmul: destination too small");
+    assert!(
+        fits(dst.len(), m, n, dst_row_stride, 1),
+        "matmul: destination too small"
+    );
     assert!(
         fits(lhs.data.len(), m, k, lhs.row_stride, lhs.col_stride),
         "matmul: lhs out of bounds"
@@ -82,7 +86,9 @@ pub fn matmul<T: Float>(
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(T::ZERO);
+            for r in 0..m {
+                dst[r * dst_row_stride..r * dst_row_stride + n].fill(T::ZERO);
+            }
         }
         return;
     }
@@ -102,7 +108,7 @@ pub fn matmul<T: Float>(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -131,6 +137,7 @@ mod tests {
         let mut c = [0.0f64; 4];
         matmul(
             &mut c,
+            2,
             MatRef::row_major(&a, 2, 3),
             MatRef::row_major(&b, 3, 2),
             false,
@@ -142,6 +149,7 @@ mod tests {
         let mut d = [1.0f64; 4];
         matmul(
             &mut d,
+            2,
             MatRef::row_major(&a, 2, 3),
             MatRef::row_major(&bt, 2, 3).t(),
             true,

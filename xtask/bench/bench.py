@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""incept side by side with its peers on the full-size Inception V3, in one run.
+
+Run through `cargo xtask bench [--quick] [--write]`. Every figure is measured
+here and now, peers interleaved with incept, and reported as a ratio:
+
+- inference: `incept bench` (model.pth, BatchNorm kept and fused by incept) vs
+  onnxruntime (CPUExecutionProvider, same thread count, all graph
+  optimisations) on `ts_folded.onnx`, the export of the same weights that
+  onnxruntime runs fastest; batch 1 and 8, 1 and 2 threads. The machine's
+  GEMM rate (torch.mm, 2048^3 float32) is measured in the same run.
+- loading: `incept report model.pth` (read, validate, bind to the template)
+  vs `torch.load(weights_only=True)`, wall time and peak resident memory of
+  each process.
+- converting: `incept convert model.pth -o x.safetensors` vs the Python
+  script users run today (`torch.load` + `safetensors.torch.save_file`).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_child(cmd: list[str]) -> tuple[float, float, str]:
+    """Like measured(), with the child's own peak RSS from wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Read the pipes before waiting, so a chatty child cannot block.
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{err.decode()}")
+    return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def incept_bench(incept: Path, model: Path, batch: int, threads: int, iters: int) -> dict:
+    _, rss, out = run_child(
+        [incept, "bench", model, "--batch", str(batch), "--threads", str(threads),
+         "--iters", str(iters), "--warmup", "3", "--format", "json"]
+    )
+    r = json.loads(out)
+    r["peak_rss_mib_wait4"] = rss
+    return r
+
+
+def ort_bench(onnx_path: Path, batch: int, threads: int, iters: int) -> dict:
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((batch, 3, 299, 299), dtype=np.float32)
+    name = sess.get_inputs()[0].name
+    for _ in range(3):
+        sess.run(None, {name: x})
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    return {"median_ms": statistics.median(times), "min_ms": times[0]}
+
+
+def gemm_rate(threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(10):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--incept", type=Path, required=True)
+    ap.add_argument("--fixtures", type=Path, required=True)
+    ap.add_argument("--docs", type=Path, required=True)
+    ap.add_argument("--quick", action="store_true", help="batch 1 only, fewer iterations")
+    ap.add_argument("--write", action="store_true", help="write the results to --docs")
+    args = ap.parse_args()
+    full = args.fixtures / "full"
+    model, onnx_path = full / "model.pth", full / "ts_folded.onnx"
+    if not args.incept.exists():
+        sys.exit(f"incept binary not built: {args.incept}")
+
+    from importlib.metadata import version
+
+    lines: list[str] = []
+
+    def say(s: str = "") -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    say(f"machine: {cpu}, {os.cpu_count()} cores, Linux {platform.release()}; "
+        f"onnxruntime {version('onnxruntime')}, torch {version('torch')}; "
+        f"{datetime.date.today().isoformat()}")
+    say()
+
+    # Loading and converting, first: this process has not imported torch or onnxruntime
+    # yet, so the children's peak memory (wait4) is their own.
+    py = sys.executable
+    inc_load = min((run_child([args.incept, "report", model, "--format", "json"]) for _ in range(3)), key=lambda r: r[0])
+    torch_load_code = (
+        "import time, torch, sys; t = time.perf_counter(); "
+        "sd = torch.load(sys.argv[1], weights_only=True); print(time.perf_counter() - t)"
+    )
+    tl = min((run_child([py, "-c", torch_load_code, model]) for _ in range(3)), key=lambda r: r[0])
+    torch_import = run_child([py, "-c", "import torch"])
+    with tempfile.TemporaryDirectory() as tmp:
+        out_i, out_p = Path(tmp) / "incept.safetensors", Path(tmp) / "python.safetensors"
+        inc_conv = min((run_child([args.incept, "convert", model, "-o", out_i]) for _ in range(3)), key=lambda r: r[0])
+        convert_code = (
+            "import sys, torch; from safetensors.torch import save_file; "
+            "sd = torch.load(sys.argv[1], weights_only=True); "
+            "save_file({k: v.contiguous() for k, v in sd.items()}, sys.argv[2])"
+        )
+        py_conv = min((run_child([py, "-c", convert_code, model, out_p]) for _ in range(3)), key=lambda r: r[0])
+    size_mib = model.stat().st_size / 2**20
+    say(f"| {model.name} ({size_mib:.0f} MiB) | incept | Python | incept / Python |")
+    say("| --- | ---: | ---: | ---: |")
+    say(f"| load (incept: read + validate + bind; Python: torch.load inside the process) | {inc_load[0] * 1e3:.0f} ms | {float(tl[2]) * 1e3:.0f} ms | **{inc_load[0] / float(tl[2]):.2f}** |")
+    say(f"| load, peak memory of the process | {inc_load[1]:.0f} MiB | {tl[1]:.0f} MiB (import torch alone: {torch_import[1]:.0f} MiB) | **{inc_load[1] / tl[1]:.2f}** |")
+    say(f"| convert to safetensors, wall time of the process | {inc_conv[0] * 1e3:.0f} ms | {py_conv[0] * 1e3:.0f} ms | **{inc_conv[0] / py_conv[0]:.2f}** |")
+    say(f"| convert to safetensors, peak memory | {inc_conv[1]:.0f} MiB | {py_conv[1]:.0f} MiB | **{inc_conv[1] / py_conv[1]:.2f}** |")
+
+    say()
+
+    # Inference.
+    configs = [(1, 1), (1, 2)] if args.quick else [(1, 1), (1, 2), (8, 1), (8, 2)]
+    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime | incept GFLOP/s | GEMM GFLOP/s (torch.mm) |")
+    say("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    peak_b1 = None
+    for batch, threads in configs:
+        iters = (10 if args.quick else 20) if batch == 1 else (3 if args.quick else 6)
+        o = ort_bench(onnx_path, batch, threads, iters)
+        i = incept_bench(args.incept, model, batch, threads, iters)
+        g = gemm_rate(threads)
+        if batch == 1 and threads == 2:
+            peak_b1 = i
+        say(f"| {batch} | {threads} | {i['median_ms']:.1f} ({i['min_ms']:.1f}) | {o['median_ms']:.1f} ({o['min_ms']:.1f}) | "
+            f"**{i['median_ms'] / o['median_ms']:.2f}** | {i['gflops_at_median']:.0f} | {g:.0f} |")
+    say()
+
+    # Memory at inference, batch 1: against the weights plus the two largest activations.
+    if peak_b1 is not None:
+        _, _, rep = run_child([args.incept, "report", model, "--format", "json"])
+        rep = json.loads(rep)
+        weights_mib = model.stat().st_size / 2**20
+        acts = sorted((4 * __import__("math").prod(l["output_shape"]) for l in rep["layers"]), reverse=True)
+        budget = 1.5 * (weights_mib + (acts[0] + acts[1]) / 2**20)
+        say(f"peak memory at batch 1 while running (incept bench, after loading): {peak_b1['peak_rss_mib']:.0f} MiB; "
+            f"1.5 x (weights {weights_mib:.0f} MiB + two largest activations {(acts[0] + acts[1]) / 2**20:.0f} MiB) = {budget:.0f} MiB")
+        say()
+
+    if args.write:
+        header = (
+            "# Benchmarks\n\n"
+            "Made by `cargo xtask bench --write` (`xtask/bench/bench.py`): incept and its peers measured side by\n"
+            "side in one run on the full-size Inception V3 (`fixtures/full`, from `cargo xtask fixtures --full`).\n"
+            "Ratios below 1 mean incept is faster or smaller. onnxruntime runs `ts_folded.onnx` (BatchNorm folded by\n"
+            "the exporter: its fastest input); incept runs `model.pth` (BatchNorm kept, fused into each convolution's\n"
+            "epilogue). These machines are shared: rerun before drawing conclusions from small differences.\n\n"
+        )
+        args.docs.write_text(header + "\n".join(lines) + "\n")
+        print(f"\nwrote {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
