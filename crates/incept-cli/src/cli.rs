@@ -161,6 +161,10 @@ pub struct BenchArgs {
     /// Untimed warm-up iterations.
     #[arg(long, default_value_t = 3)]
     pub warmup: u32,
+    /// Also time every step (a convolution with its fused BatchNorm and ReLU is
+    /// one step) and print where the time goes, by op and by layer.
+    #[arg(long)]
+    pub profile: bool,
     /// Arithmetic.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     pub precision: PrecisionArg,

@@ -86,6 +86,7 @@ pub fn execute<T: Float>(
     input: &[T],
     batch: usize,
     threads: usize,
+    mut timings: Option<&mut Vec<f64>>,
 ) -> Vec<Vec<T>> {
     arena.prepare(plan, batch);
     let in_slot = plan.input;
@@ -102,6 +103,7 @@ pub fn execute<T: Float>(
     let par_images = threads > 1 && batch >= threads;
     let gemm_threads = if par_images { 1 } else { threads };
     for step in &plan.steps {
+        let started = timings.as_ref().map(|_| std::time::Instant::now());
         let Arena {
             buffers, scratch, ..
         } = &mut *arena;
@@ -191,6 +193,9 @@ pub fn execute<T: Float>(
                     });
                 }
             }
+        }
+        if let (Some(t), Some(start)) = (timings.as_deref_mut(), started) {
+            t.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
     plan.results

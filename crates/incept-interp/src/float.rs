@@ -27,9 +27,7 @@ pub trait Float:
     /// Widens to `f64`.
     fn to_f64(self) -> f64;
     /// True for NaN.
-    fn is_nan(self) -> bool {
-        self.to_f64().is_nan()
-    }
+    fn is_nan(self) -> bool;
     /// Wraps a buffer as a tensor.
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor>;
     /// The tensor's elements converted to this type, rounding to nearest.
@@ -45,6 +43,9 @@ impl Float for f32 {
     }
     fn to_f64(self) -> f64 {
         f64::from(self)
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
     }
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor> {
         Tensor::new(shape, TensorData::F32(data)).ok()
@@ -66,6 +67,9 @@ impl Float for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
     }
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor> {
         Tensor::new(shape, TensorData::F64(data)).ok()

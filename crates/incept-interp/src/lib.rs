@@ -182,12 +182,12 @@ impl Interpreter {
             let arena: &mut Arena<T> = &mut guard;
             results = self
                 .pool
-                .install(|| execute(plan, arena, &x, batch, self.threads));
+                .install(|| execute(plan, arena, &x, batch, self.threads, None));
         } else {
             let mut arena = Arena::default();
             results = self
                 .pool
-                .install(|| execute(plan, &mut arena, &x, batch, self.threads));
+                .install(|| execute(plan, &mut arena, &x, batch, self.threads, None));
         }
         let mut outputs = Vec::new();
         let mut tapped = Vec::new();
@@ -203,6 +203,38 @@ impl Interpreter {
         Ok(RunOutput {
             outputs,
             taps: tapped,
+        })
+    }
+
+    /// Runs once and returns each step's wall time: `(nodes, op, milliseconds)`,
+    /// in execution order (fused nodes share a step, named `conv+BatchNorm+Relu`).
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<(String, &'static str, f64)>, InterpError> {
+        let batch = self.check_input(input)?;
+        fn go<T: Float>(
+            it: &Interpreter,
+            t: &Typed<T>,
+            input: &Tensor,
+            batch: usize,
+        ) -> Vec<(String, &'static str, f64)> {
+            let x = T::from_tensor(input);
+            let mut guard = t
+                .arena
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let arena: &mut Arena<T> = &mut guard;
+            let mut times = Vec::with_capacity(t.plan.steps.len());
+            it.pool
+                .install(|| execute(&t.plan, arena, &x, batch, it.threads, Some(&mut times)));
+            t.plan
+                .step_names
+                .iter()
+                .zip(times)
+                .map(|((n, op), ms)| (n.clone(), *op, ms))
+                .collect()
+        }
+        Ok(match &self.engine {
+            Engine::F32(t) => go(self, t, input, batch),
+            Engine::F64(t) => go(self, t, input, batch),
         })
     }
 

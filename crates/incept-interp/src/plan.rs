@@ -63,7 +63,7 @@ pub fn prepare_weights<T: Float>(
     graph: &Graph,
     needed: &[bool],
 ) -> Result<Vec<NodeWeights<T>>, InterpError> {
-    let param = |node: &incept_ir::Node, i: usize| -> Result<Vec<f64>, InterpError> {
+    let tensor = |node: &incept_ir::Node, i: usize| -> Result<&incept_ir::Tensor, InterpError> {
         let p = &graph.params[node.params[i]];
         let t = p.data.as_ref().ok_or_else(|| InterpError::Unbound {
             node: node.name.clone(),
@@ -75,8 +75,12 @@ pub fn prepare_weights<T: Float>(
                 dtype: t.dtype(),
             });
         }
-        Ok(t.to_f64_vec())
+        Ok(t)
     };
+    let param =
+        |node: &incept_ir::Node, i: usize| tensor(node, i).map(incept_ir::Tensor::to_f64_vec);
+    // Convolution weights go straight to T (no f64 detour for the bulk of the model).
+    let typed = |node: &incept_ir::Node, i: usize| tensor(node, i).map(T::from_tensor);
     let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
     let mut out = Vec::with_capacity(graph.nodes.len());
     for (node, &need) in graph.nodes.iter().zip(needed) {
@@ -86,7 +90,7 @@ pub fn prepare_weights<T: Float>(
         }
         let w = match &node.op {
             Op::Conv2d(c) => NodeWeights::Conv {
-                weight: Arc::new(cast(param(node, 0)?)),
+                weight: Arc::new(typed(node, 0)?),
                 bias: if c.bias {
                     Some(cast(param(node, 1)?))
                 } else {
@@ -203,6 +207,8 @@ pub enum Step<T> {
 pub struct Plan<T> {
     /// Steps in order.
     pub steps: Vec<Step<T>>,
+    /// For each step, the nodes it computes (`Mixed_5b.branch1x1.conv+bn+relu`) and its op.
+    pub step_names: Vec<(String, &'static str)>,
     /// Per-image sizes of the physical buffers.
     pub buffers: Vec<usize>,
     /// Where the graph input goes.
@@ -408,6 +414,7 @@ pub fn build_plan<T: Float>(
 
     // 5. Steps.
     let mut steps = Vec::with_capacity(groups.len());
+    let mut step_names = Vec::with_capacity(groups.len());
     for g in &groups {
         let head = &graph.nodes[g.nodes[0]];
         let out_v = group_output(g);
@@ -569,6 +576,12 @@ pub fn build_plan<T: Float>(
                 continue;
             }
         };
+        let mut label = head.name.clone();
+        for &n in &g.nodes[1..] {
+            label.push('+');
+            label.push_str(graph.nodes[n].op.name());
+        }
+        step_names.push((label, head.op.name()));
         steps.push(step);
     }
 
@@ -587,6 +600,7 @@ pub fn build_plan<T: Float>(
     }
     Ok(Plan {
         steps,
+        step_names,
         buffers,
         input,
         results,

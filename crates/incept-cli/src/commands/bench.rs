@@ -29,6 +29,12 @@ struct BenchReport {
     load_peak_rss_mib: Option<f64>,
     /// Peak resident memory from the end of loading on: weights, activations, scratch.
     peak_rss_mib: Option<f64>,
+    /// With --profile: milliseconds per op kind (best of 3 runs per step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile_by_op: Option<Vec<(String, f64)>>,
+    /// With --profile: the slowest steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile_top_steps: Option<Vec<(String, f64)>>,
 }
 
 /// Runs `incept bench`.
@@ -75,7 +81,34 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
         .sum();
     let gflop = 2.0 * macs as f64 / 1e9;
     let median = times[times.len() / 2];
+    let (profile_by_op, profile_top_steps) = if args.profile {
+        let mut best: Vec<(String, &'static str, f64)> = interp.profile(&x)?;
+        for _ in 0..2 {
+            for (b, (_, _, ms)) in best.iter_mut().zip(interp.profile(&x)?) {
+                b.2 = b.2.min(ms);
+            }
+        }
+        let mut by_op: Vec<(String, f64)> = Vec::new();
+        for (_, op, ms) in &best {
+            match by_op.iter_mut().find(|(o, _)| o == op) {
+                Some(e) => e.1 += ms,
+                None => by_op.push(((*op).to_string(), *ms)),
+            }
+        }
+        by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+        best.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let top = best
+            .into_iter()
+            .take(10)
+            .map(|(n, _, ms)| (n, ms))
+            .collect();
+        (Some(by_op), Some(top))
+    } else {
+        (None, None)
+    };
     let report = BenchReport {
+        profile_by_op,
+        profile_top_steps,
         schema_version: 1,
         model: source,
         precision: format!("{:?}", args.precision).to_lowercase(),
@@ -120,6 +153,20 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
             }
             if let Some(m) = report.load_peak_rss_mib {
                 let _ = writeln!(s, "peak memory (RSS) while loading {m:.0} MiB");
+            }
+            if let (Some(ops), Some(top)) = (&report.profile_by_op, &report.profile_top_steps) {
+                let total: f64 = ops.iter().map(|(_, ms)| ms).sum();
+                let _ = writeln!(
+                    s,
+                    "\nprofile (best of 3 runs per step, {total:.1} ms in all):"
+                );
+                for (op, ms) in ops {
+                    let _ = writeln!(s, "  {op:<18} {ms:>8.2} ms  {:>5.1}%", 100.0 * ms / total);
+                }
+                let _ = writeln!(s, "slowest steps:");
+                for (name, ms) in top {
+                    let _ = writeln!(s, "  {name:<48} {ms:>8.2} ms");
+                }
             }
             s
         }

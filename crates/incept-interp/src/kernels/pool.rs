@@ -30,61 +30,120 @@ pub struct PoolGeom {
     pub count_include_pad: bool,
 }
 
+/// A window along one axis: the clipped input range `[lo, hi)` and the
+/// window's extent clipped to the padded input (PyTorch's divisor).
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    lo: usize,
+    hi: usize,
+    padded: usize,
+}
+
+/// PyTorch's windows along an axis of `size` inputs.
+fn spans(
+    size: usize,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    pad_begin: usize,
+    pad_end: usize,
+) -> Vec<Span> {
+    (0..out)
+        .map(|o| {
+            let start = (o * stride) as isize - pad_begin as isize;
+            let end_padded = (start + kernel as isize).min((size + pad_end) as isize);
+            let lo = start.max(0) as usize;
+            let hi = (end_padded.min(size as isize)).max(lo as isize) as usize;
+            Span {
+                lo,
+                hi,
+                padded: (end_padded - start).max(0) as usize,
+            }
+        })
+        .collect()
+}
+
 /// Pools one image `[C, H, W]` into `[C, OH, OW]`.
+///
+/// Max and sum are separable: a pass down the columns (over whole contiguous
+/// rows, which vectorises), then one along each output row, so a k×k window
+/// costs about 2k operations per output, not k². Sums are kept in f64 and
+/// rounded once, so pooling adds no error of its own. A channel holding a NaN
+/// is pooled again window by window, so NaN propagates as in PyTorch.
 pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T]) {
-    let (h, w) = (g.h as isize, g.w as isize);
-    let (pt, pl) = (g.pads[0] as isize, g.pads[1] as isize);
-    let (pb, pr) = (g.pads[2] as isize, g.pads[3] as isize);
-    for c in 0..g.c {
-        let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
-        let dst = &mut out[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
-        for oy in 0..g.oh {
-            // PyTorch: the window is clipped to the padded input for the
-            // divisor, then to the input itself for the sum.
-            let y0 = (oy * g.stride[0]) as isize - pt;
-            let y1p = (y0 + g.kernel[0] as isize).min(h + pb);
-            let (y0c, y1c) = (y0.max(0), y1p.min(h));
-            for ox in 0..g.ow {
-                let x0 = (ox * g.stride[1]) as isize - pl;
-                let x1p = (x0 + g.kernel[1] as isize).min(w + pr);
-                let (x0c, x1c) = (x0.max(0), x1p.min(w));
-                let v = match g.kind {
-                    PoolKind::Max => {
-                        let mut m = T::NEG_INFINITY;
-                        for y in y0c..y1c {
-                            let row = &plane[y as usize * g.w..];
-                            for x in x0c..x1c {
-                                let e = row[x as usize];
-                                // NaN wins, as in PyTorch.
-                                if e > m || e.is_nan() {
-                                    m = e;
-                                }
-                            }
+    let xs = spans(g.w, g.ow, g.kernel[1], g.stride[1], g.pads[1], g.pads[3]);
+    let ys = spans(g.h, g.oh, g.kernel[0], g.stride[0], g.pads[0], g.pads[2]);
+    match g.kind {
+        PoolKind::Max => {
+            let mut cols = vec![T::NEG_INFINITY; g.w];
+            for c in 0..g.c {
+                let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
+                let dst = &mut out[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
+                let has_nan = plane.iter().fold(false, |a, v| a | v.is_nan());
+                for (line, sy) in dst.chunks_mut(g.ow).zip(&ys) {
+                    cols.fill(T::NEG_INFINITY);
+                    for y in sy.lo..sy.hi {
+                        for (m, &v) in cols.iter_mut().zip(&plane[y * g.w..(y + 1) * g.w]) {
+                            *m = if v > *m { v } else { *m };
                         }
-                        m
                     }
-                    PoolKind::Avg => {
-                        // Summed in f64 and rounded once: as cheap as f32 here, and exact enough
-                        // that pooling adds no error of its own.
-                        let mut s = 0f64;
-                        for y in y0c..y1c {
-                            let row = &plane[y as usize * g.w..];
-                            for x in x0c..x1c {
-                                s += row[x as usize].to_f64();
+                    for (d, sx) in line.iter_mut().zip(&xs) {
+                        *d = max_of(&cols[sx.lo..sx.hi]);
+                    }
+                }
+                if has_nan {
+                    for (oy, sy) in ys.iter().enumerate() {
+                        for (ox, sx) in xs.iter().enumerate() {
+                            let mut m = T::NEG_INFINITY;
+                            for y in sy.lo..sy.hi {
+                                let row = &plane[y * g.w..(y + 1) * g.w];
+                                m = max_nan(m, max_of_nan(&row[sx.lo..sx.hi]));
                             }
+                            dst[oy * g.ow + ox] = m;
                         }
+                    }
+                }
+            }
+        }
+        PoolKind::Avg => {
+            let mut cols = vec![0f64; g.w];
+            for c in 0..g.c {
+                let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
+                let dst = &mut out[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
+                for (line, sy) in dst.chunks_mut(g.ow).zip(&ys) {
+                    cols.fill(0.0);
+                    for y in sy.lo..sy.hi {
+                        for (a, v) in cols.iter_mut().zip(&plane[y * g.w..(y + 1) * g.w]) {
+                            *a += v.to_f64();
+                        }
+                    }
+                    for (d, sx) in line.iter_mut().zip(&xs) {
+                        let sum: f64 = cols[sx.lo..sx.hi].iter().sum();
                         let count = if g.count_include_pad {
-                            (y1p - y0) * (x1p - x0)
+                            sy.padded * sx.padded
                         } else {
-                            (y1c - y0c) * (x1c - x0c)
+                            (sy.hi - sy.lo) * (sx.hi - sx.lo)
                         };
-                        T::from_f64(s / count.max(1) as f64)
+                        *d = T::from_f64(sum / count.max(1) as f64);
                     }
-                };
-                dst[oy * g.ow + ox] = v;
+                }
             }
         }
     }
+}
+
+fn max_nan<T: Float>(a: T, b: T) -> T {
+    if b > a || b.is_nan() { b } else { a }
+}
+
+fn max_of_nan<T: Float>(v: &[T]) -> T {
+    v.iter().fold(T::NEG_INFINITY, |m, &e| max_nan(m, e))
+}
+
+/// The maximum of a window known to hold no NaN.
+fn max_of<T: Float>(v: &[T]) -> T {
+    v.iter()
+        .fold(T::NEG_INFINITY, |m, &e| if e > m { e } else { m })
 }
 
 /// Adaptive average pooling of one image `[C, H, W]` to `[C, OH, OW]`:
@@ -110,6 +169,124 @@ pub fn adaptive_avg_pool2d<T: Float>(
                 }
                 let n = ((y1 - y0) * (x1 - x0)).max(1);
                 out[(ch * oh + oy) * ow + ox] = T::from_f64(s / n as f64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PyTorch's definition, window by window.
+    fn naive(g: &PoolGeom, x: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; g.c * g.oh * g.ow];
+        for c in 0..g.c {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let y0 = (oy * g.stride[0]) as isize - g.pads[0] as isize;
+                    let x0 = (ox * g.stride[1]) as isize - g.pads[1] as isize;
+                    let y1p = (y0 + g.kernel[0] as isize).min((g.h + g.pads[2]) as isize);
+                    let x1p = (x0 + g.kernel[1] as isize).min((g.w + g.pads[3]) as isize);
+                    let (mut s, mut m, mut n) = (0.0, f64::NEG_INFINITY, 0);
+                    for y in y0.max(0)..y1p.min(g.h as isize) {
+                        for xx in x0.max(0)..x1p.min(g.w as isize) {
+                            let v = x[(c * g.h + y as usize) * g.w + xx as usize];
+                            s += v;
+                            m = if v > m || v.is_nan() { v } else { m };
+                            n += 1;
+                        }
+                    }
+                    let div = if g.count_include_pad {
+                        (y1p - y0) * (x1p - x0)
+                    } else {
+                        n
+                    };
+                    out[(c * g.oh + oy) * g.ow + ox] = match g.kind {
+                        PoolKind::Max => m,
+                        PoolKind::Avg => s / div as f64,
+                    };
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn separable_pooling_matches_the_definition() {
+        let cases = [
+            (
+                PoolKind::Avg,
+                [7, 7],
+                [3, 3],
+                [1, 1],
+                [1, 1, 1, 1],
+                true,
+                [7, 7],
+            ),
+            (
+                PoolKind::Avg,
+                [7, 7],
+                [3, 3],
+                [1, 1],
+                [1, 1, 1, 1],
+                false,
+                [7, 7],
+            ),
+            (PoolKind::Max, [9, 8], [3, 3], [2, 2], [0; 4], true, [4, 3]),
+            (
+                PoolKind::Avg,
+                [17, 17],
+                [5, 5],
+                [3, 3],
+                [0; 4],
+                true,
+                [5, 5],
+            ),
+            // ceil_mode-like window running past the padded input.
+            (
+                PoolKind::Avg,
+                [6, 6],
+                [3, 3],
+                [2, 2],
+                [1, 1, 1, 1],
+                true,
+                [3, 3],
+            ),
+            (
+                PoolKind::Max,
+                [6, 6],
+                [3, 3],
+                [2, 2],
+                [1, 1, 1, 1],
+                true,
+                [4, 4],
+            ),
+        ];
+        for (kind, [h, w], kernel, stride, pads, count_include_pad, [oh, ow]) in cases {
+            let g = PoolGeom {
+                kind,
+                c: 2,
+                h,
+                w,
+                oh,
+                ow,
+                kernel,
+                stride,
+                pads,
+                count_include_pad,
+            };
+            let x: Vec<f64> = (0..2 * h * w)
+                .map(|i| ((i * 37) % 19) as f64 - 9.0)
+                .collect();
+            let mut out = vec![0.0; 2 * oh * ow];
+            pool2d(&g, &x, &mut out);
+            let want = naive(&g, &x);
+            for (a, b) in out.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                    "{g:?}: {a} vs {b}"
+                );
             }
         }
     }
