@@ -145,7 +145,7 @@ pub fn execute<T: Float>(
                 output,
             } => {
                 per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    pool2d(geom, x, y)
+                    pool2d(geom, x, y, gemm_threads)
                 });
             }
             Step::Adaptive {

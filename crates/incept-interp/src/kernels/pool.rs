@@ -3,6 +3,8 @@
 
 use incept_ir::op::PoolKind;
 
+use rayon::prelude::*;
+
 use crate::float::Float;
 
 /// Geometry of a pooling op, fixed at plan time.
@@ -70,24 +72,45 @@ fn spans(
 /// costs about 2k operations per output, not k². Sums are kept in f64 and
 /// rounded once, so pooling adds no error of its own. A channel holding a NaN
 /// is pooled again window by window, so NaN propagates as in PyTorch.
-pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T]) {
+pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T], threads: usize) {
     let xs = spans(g.w, g.ow, g.kernel[1], g.stride[1], g.pads[1], g.pads[3]);
     let ys = spans(g.h, g.oh, g.kernel[0], g.stride[0], g.pads[0], g.pads[2]);
+    let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+    if threads > 1 && g.c >= 2 * threads && plane_in * g.c >= 1 << 14 {
+        // Channels are independent: split them across threads.
+        let per = g.c.div_ceil(threads * 4);
+        input
+            .par_chunks(per * plane_in)
+            .zip(out.par_chunks_mut(per * plane_out))
+            .for_each(|(i, o)| pool_channels(g, &xs, &ys, i.len() / plane_in, i, o));
+    } else {
+        pool_channels(g, &xs, &ys, g.c, input, out);
+    }
+}
+
+fn pool_channels<T: Float>(
+    g: &PoolGeom,
+    xs: &[Span],
+    ys: &[Span],
+    channels: usize,
+    input: &[T],
+    out: &mut [T],
+) {
     match g.kind {
         PoolKind::Max => {
             let mut cols = vec![T::NEG_INFINITY; g.w];
-            for c in 0..g.c {
+            for c in 0..channels {
                 let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
                 let dst = &mut out[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
                 let has_nan = plane.iter().fold(false, |a, v| a | v.is_nan());
-                for (line, sy) in dst.chunks_mut(g.ow).zip(&ys) {
+                for (line, sy) in dst.chunks_mut(g.ow).zip(ys) {
                     cols.fill(T::NEG_INFINITY);
                     for y in sy.lo..sy.hi {
                         for (m, &v) in cols.iter_mut().zip(&plane[y * g.w..(y + 1) * g.w]) {
                             *m = if v > *m { v } else { *m };
                         }
                     }
-                    for (d, sx) in line.iter_mut().zip(&xs) {
+                    for (d, sx) in line.iter_mut().zip(xs) {
                         *d = max_of(&cols[sx.lo..sx.hi]);
                     }
                 }
@@ -107,24 +130,34 @@ pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T]) {
         }
         PoolKind::Avg => {
             let mut cols = vec![0f64; g.w];
-            for c in 0..g.c {
+            // 1/count per output, in f64: one multiply instead of a divide, and
+            // the f64 rounding is far below what the f32 result keeps.
+            let recip: Vec<f64> = ys
+                .iter()
+                .flat_map(|sy| {
+                    xs.iter().map(move |sx| {
+                        let count = if g.count_include_pad {
+                            sy.padded * sx.padded
+                        } else {
+                            (sy.hi - sy.lo) * (sx.hi - sx.lo)
+                        };
+                        1.0 / count.max(1) as f64
+                    })
+                })
+                .collect();
+            for c in 0..channels {
                 let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
                 let dst = &mut out[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
-                for (line, sy) in dst.chunks_mut(g.ow).zip(&ys) {
+                for ((line, sy), r) in dst.chunks_mut(g.ow).zip(ys).zip(recip.chunks(g.ow)) {
                     cols.fill(0.0);
                     for y in sy.lo..sy.hi {
                         for (a, v) in cols.iter_mut().zip(&plane[y * g.w..(y + 1) * g.w]) {
                             *a += v.to_f64();
                         }
                     }
-                    for (d, sx) in line.iter_mut().zip(&xs) {
+                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r) {
                         let sum: f64 = cols[sx.lo..sx.hi].iter().sum();
-                        let count = if g.count_include_pad {
-                            sy.padded * sx.padded
-                        } else {
-                            (sy.hi - sy.lo) * (sx.hi - sx.lo)
-                        };
-                        *d = T::from_f64(sum / count.max(1) as f64);
+                        *d = T::from_f64(sum * r);
                     }
                 }
             }
@@ -280,7 +313,7 @@ mod tests {
                 .map(|i| ((i * 37) % 19) as f64 - 9.0)
                 .collect();
             let mut out = vec![0.0; 2 * oh * ow];
-            pool2d(&g, &x, &mut out);
+            pool2d(&g, &x, &mut out, 1);
             let want = naive(&g, &x);
             for (a, b) in out.iter().zip(&want) {
                 assert!(
