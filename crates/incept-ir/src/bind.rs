@@ -101,7 +101,10 @@ fn describe(dtype: DType, shape: &[usize]) -> String {
 impl Graph {
     /// Binds `tensors` (state-dict key → tensor) to the parameters.
     ///
-    /// Shapes must match exactly. Float parameters accept any float dtype (a
+    /// A missing BatchNorm `num_batches_tracked` is set to 0, as PyTorch's own
+    /// `BatchNorm._load_from_state_dict` does (ONNX files and older
+    /// checkpoints do not carry it, and inference never reads it). Shapes must
+    /// match exactly. Float parameters accept any float dtype (a
     /// half-precision checkpoint stays half precision: the parameter takes
     /// the tensor's dtype); integer buffers must be integers. Nothing is
     /// bound unless everything fits.
@@ -121,6 +124,15 @@ impl Graph {
         let mut plan = Vec::with_capacity(self.params.len());
         for (i, p) in self.params.iter().enumerate() {
             match by_key.remove(&p.name) {
+                None if p.name.ends_with(".num_batches_tracked")
+                    && p.dtype == DType::I64
+                    && p.shape.is_empty() =>
+                {
+                    // A scalar with one element: construction cannot fail.
+                    if let Ok(zero) = Tensor::new(vec![], crate::tensor::TensorData::I64(vec![0])) {
+                        plan.push((i, zero));
+                    }
+                }
                 None => err.missing.push(p.name.clone()),
                 Some(t) => {
                     let dtype_ok =
