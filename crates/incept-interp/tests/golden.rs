@@ -124,3 +124,52 @@ fn full_size_logits_match_pytorch() {
     let oracle = &run(&g, &x, Precision::F64, &Taps::None).outputs[0].1;
     assert!(max_rel(oracle, golden.get("logits_f64").unwrap()) <= 1e-9);
 }
+
+#[test]
+fn onnx_fixtures_match_onnxruntime() {
+    // Each committed ONNX export, imported and run by incept. An export with
+    // BatchNorm folded is a slightly different float32 model from the
+    // checkpoint, which PyTorch never ran, so the reference is that graph's
+    // own float64 result (the oracle, which matches PyTorch to 1e-14 where
+    // PyTorch can run the graph). Our float32 must agree with onnxruntime's
+    // outputs within the two float32 errors added, and stay within twice
+    // PyTorch's own float32 error on the checkpoint: a max over 20 logits is
+    // one noisy sample, and on these narrow models no float32 sum is long
+    // enough for K-blocking to help (the strict bound is tested on the
+    // checkpoints above, where PyTorch's own float32 run exists).
+    for name in TINY {
+        let f = Fixture::open(name);
+        let golden = f.golden();
+        let ort = f.ort();
+        let bound = torch_f32_error(&golden, "");
+        let x = f.input("input");
+        for file in ["ts_folded", "ts_bn", "dynamo"] {
+            let g = incept_onnx::import(&f.path(&format!("{file}.onnx")))
+                .unwrap()
+                .graph;
+            let ours = &run(&g, &x, Precision::F32, &Taps::None).outputs[0].1;
+            let oracle = &run(&g, &x, Precision::F64, &Taps::None).outputs[0].1;
+            let theirs = ort.get(&format!("{file}/logits")).unwrap();
+            let err = max_rel(ours, oracle);
+            let ort_err = max_rel(theirs, oracle);
+            let gap = max_rel(ours, theirs);
+            let drift = max_rel(oracle, golden.get("logits_f64").unwrap());
+            eprintln!(
+                "{name}/{file}: vs its float64 result: incept {err:.2e}, onnxruntime {ort_err:.2e}; \
+                 incept vs onnxruntime {gap:.2e}; the export vs the checkpoint (float64) {drift:.2e}"
+            );
+            assert!(err <= 2.0 * bound, "{name}/{file}: {err:e} > 2 x {bound:e}");
+            assert!(
+                gap <= bound + ort_err,
+                "{name}/{file}: {gap:e} from onnxruntime"
+            );
+            // BatchNorm kept: the same model as the checkpoint, to float64 precision.
+            if file == "ts_bn" {
+                assert!(
+                    drift <= 1e-9,
+                    "{name}/ts_bn differs from the checkpoint by {drift:e}"
+                );
+            }
+        }
+    }
+}
