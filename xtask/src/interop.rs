@@ -26,12 +26,38 @@ struct Check {
     about: &'static str,
 }
 
-const CHECKS: &[Check] = &[Check {
-    name: "report",
-    script: "check_report.py",
-    needs_full: false,
-    about: "`incept report --format json` vs torchvision Inception3: per-layer output shapes, parameters, MACs; totals",
-}];
+const CHECKS: &[Check] = &[
+    Check {
+        name: "report",
+        script: "check_report.py",
+        needs_full: false,
+        about: "`incept report --format json` vs torchvision Inception3: per-layer output shapes, parameters, MACs; totals",
+    },
+    Check {
+        name: "onnx-export",
+        script: "check_onnx_export.py",
+        needs_full: true,
+        about: "`incept convert` .pth/.onnx -> ONNX (opsets 13/17/21): onnx.checker full_check, onnxruntime vs torch's export, metadata, torchvision names",
+    },
+    Check {
+        name: "safetensors-export",
+        script: "check_safetensors_export.py",
+        needs_full: true,
+        about: "`incept convert` .pth -> safetensors: bit-identical to torch.load, load_state_dict(strict) reproduces golden logits",
+    },
+    Check {
+        name: "run",
+        script: "check_run.py",
+        needs_full: true,
+        about: "`incept run` f32/f64 on .pth and the ONNX fixtures vs PyTorch float64 and onnxruntime logits",
+    },
+    Check {
+        name: "preprocess",
+        script: "check_preprocess.py",
+        needs_full: false,
+        about: "`incept run --image` input tap `x` and logits vs torchvision's Resize/CenterCrop/Normalize on generated PNG/JPEG images",
+    },
+];
 
 /// `cargo xtask interop [--list] [--only NAME]... [--no-build] [--incept PATH]`.
 pub fn cmd(args: &[String]) -> Result<()> {
@@ -48,7 +74,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
                     } else {
                         ""
                     };
-                    println!("{:<10} {}{full}", c.name, c.about);
+                    println!("{:<18} {}{full}", c.name, c.about);
                 }
                 return Ok(());
             }

@@ -45,9 +45,8 @@ pub fn load(path: &Path, resize: usize, crop: usize, norm: Normalize) -> Result<
         );
     }
     let resized = resample(rgb.as_raw(), (w, h), (nw, nh));
-    // torchvision's center crop: int(round((size - crop) / 2)).
-    let top = ((nh - crop) as f64 / 2.0).round() as usize;
-    let left = ((nw - crop) as f64 / 2.0).round() as usize;
+    let top = crop_offset(nh, crop);
+    let left = crop_offset(nw, crop);
     let mut out = vec![0f32; 3 * crop * crop];
     for y in 0..crop {
         for x in 0..crop {
@@ -62,6 +61,15 @@ pub fn load(path: &Path, resize: usize, crop: usize, norm: Normalize) -> Result<
         }
     }
     Ok(out)
+}
+
+/// torchvision's center-crop offset, `int(round((size - crop) / 2.0))`.
+///
+/// Python's `round` rounds halves to even, so an odd margin of 157 (456 → 299)
+/// gives 78, not 79: `f64::round` (halves away from zero) would shift the crop
+/// window by one pixel.
+fn crop_offset(size: usize, crop: usize) -> usize {
+    ((size - crop) as f64 / 2.0).round_ties_even() as usize
 }
 
 /// Stacks preprocessed images into a `[N, 3, crop, crop]` batch.
@@ -159,6 +167,18 @@ mod tests {
         let src = vec![77u8; 10 * 7 * 3];
         let out = resample(&src, (10, 7), (4, 3));
         assert!(out.iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn crop_offset_rounds_halves_to_even_as_python_does() {
+        // Python: int(round(157 / 2.0)) == 78, round(43 / 2.0) == 22, round(0.5) == 0,
+        // round(1.5) == 2 (torchvision.transforms.functional.center_crop).
+        assert_eq!(crop_offset(456, 299), 78);
+        assert_eq!(crop_offset(342, 299), 22);
+        assert_eq!(crop_offset(300, 299), 0);
+        assert_eq!(crop_offset(302, 299), 2);
+        assert_eq!(crop_offset(299, 299), 0);
+        assert_eq!(crop_offset(301, 299), 1);
     }
 
     #[test]
