@@ -2,13 +2,16 @@
 //! torch's zip archives: the top folder, `data.pkl`, `byteorder`, and the
 //! `data/<key>` entries the storages live in.
 
+use std::rc::Rc;
+
 use incept_ir::ByteOrder;
 
 use crate::allowlist::Mode;
 use crate::error::{FormatError, LegacyError};
 use crate::legacy::LEGACY_MAGIC;
 use crate::pickle::{self, Parsed};
-use crate::state_dict::{self, Found};
+use crate::source::Source;
+use crate::state_dict::{self, Extent, Found};
 use crate::storage::StorageRef;
 use crate::torchscript;
 use crate::zip_container::ZipArchive;
@@ -31,9 +34,14 @@ pub(crate) enum Sniffed {
     Legacy,
 }
 
-/// Tells the container from the magic bytes, or says what else the file looks like.
-pub(crate) fn sniff(bytes: &[u8]) -> Result<Sniffed, FormatError> {
-    if bytes.is_empty() {
+/// How many of the first bytes [`sniff`] needs.
+pub(crate) const SNIFF_LEN: usize = 512;
+
+/// Tells the container from the magic bytes, or says what else the file looks
+/// like; `bytes` are the file's first bytes (at least [`SNIFF_LEN`] of them, or
+/// all), `len` its length.
+pub(crate) fn sniff(bytes: &[u8], len: usize) -> Result<Sniffed, FormatError> {
+    if len == 0 {
         return Err(FormatError::Empty);
     }
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
@@ -45,7 +53,7 @@ pub(crate) fn sniff(bytes: &[u8]) -> Result<Sniffed, FormatError> {
     if bytes.get(257..262) == Some(b"ustar") {
         return Err(FormatError::Legacy(LegacyError::Tar));
     }
-    if looks_like_safetensors(bytes) {
+    if looks_like_safetensors(bytes, len) {
         return Err(FormatError::LooksLike {
             format: "a safetensors file",
             hint: "read it with a safetensors reader instead",
@@ -69,14 +77,14 @@ pub(crate) fn sniff(bytes: &[u8]) -> Result<Sniffed, FormatError> {
     })
 }
 
-fn looks_like_safetensors(bytes: &[u8]) -> bool {
+fn looks_like_safetensors(bytes: &[u8], len: usize) -> bool {
     let Some(head) = bytes.get(..8) else {
         return false;
     };
     let mut a = [0u8; 8];
     a.copy_from_slice(head);
     let n = u64::from_le_bytes(a);
-    n >= 2 && n <= bytes.len() as u64 - 8 && bytes.get(8) == Some(&b'{')
+    n >= 2 && n <= (len as u64).saturating_sub(8) && bytes.get(8) == Some(&b'{')
 }
 
 fn looks_like_onnx(bytes: &[u8]) -> bool {
@@ -88,20 +96,23 @@ fn looks_like_onnx(bytes: &[u8]) -> bool {
     }
 }
 
-/// The tensors a zip archive holds, before they are copied out.
-pub(crate) struct ZipContents<'a> {
+/// The tensors a zip archive holds, before they are read and copied out.
+pub(crate) struct ZipContents {
     pub container: Container,
-    pub found: Found<'a>,
+    pub found: Found,
     pub byte_order: ByteOrder,
 }
 
-/// Reads a `torch.save` or `torch.jit.save` zip archive up to the named tensor views.
-pub(crate) fn read_zip(bytes: &[u8]) -> Result<ZipContents<'_>, FormatError> {
-    let zip = ZipArchive::parse(bytes).map_err(FormatError::Zip)?;
+/// Reads a `torch.save` or `torch.jit.save` zip archive up to the named tensor
+/// views: the directory, `byteorder` and the pickles are read; the storages
+/// are located and their sizes checked, but not read.
+pub(crate) fn read_zip<S: Source + ?Sized>(src: &S) -> Result<ZipContents, FormatError> {
+    let zip = ZipArchive::parse(src).map_err(FormatError::Zip)?;
     let prefix = top_folder(&zip)?;
     let entry = |rest: &str| format!("{prefix}/{rest}");
 
-    let byte_order = match zip.read(&entry("byteorder")).map_err(FormatError::Zip)? {
+    let byteorder = zip.read(&entry("byteorder")).map_err(FormatError::Zip)?;
+    let byte_order = match byteorder.as_deref() {
         None => ByteOrder::Little,
         Some(b"little") => ByteOrder::Little,
         Some(b"big") => ByteOrder::Big,
@@ -163,7 +174,7 @@ pub(crate) fn read_zip(bytes: &[u8]) -> Result<ZipContents<'_>, FormatError> {
 }
 
 /// The one top folder every entry lives under, as torch's own reader requires.
-fn top_folder(zip: &ZipArchive<'_>) -> Result<String, FormatError> {
+fn top_folder<S: Source + ?Sized>(zip: &ZipArchive<'_, S>) -> Result<String, FormatError> {
     let mut prefix: Option<&str> = None;
     for e in zip.entries() {
         let Some((top, _)) = e.name.split_once('/') else {
@@ -189,15 +200,15 @@ fn top_folder(zip: &ZipArchive<'_>) -> Result<String, FormatError> {
         })
 }
 
-fn parse_entry(
-    zip: &ZipArchive<'_>,
+fn parse_entry<S: Source + ?Sized>(
+    zip: &ZipArchive<'_, S>,
     name: &str,
     mode: Mode,
 ) -> Result<Option<Parsed>, FormatError> {
     let Some(data) = zip.read(name).map_err(FormatError::Zip)? else {
         return Ok(None);
     };
-    pickle::parse_exact(data, mode)
+    pickle::parse_exact(&data, mode)
         .map(Some)
         .map_err(|error| FormatError::Pickle {
             entry: name.to_owned(),
@@ -206,25 +217,34 @@ fn parse_entry(
 }
 
 /// Looks up `<prefix>/<dir>/<key>` for every storage the pickle names and checks
-/// its size against the persistent id; the keys were checked to be
-/// `[0-9A-Za-z_]+` when the pickle was read, so no path can escape.
-fn bind_storages<'a>(
-    zip: &ZipArchive<'a>,
+/// its size against the persistent id, without reading it; the keys were
+/// checked to be `[0-9A-Za-z_]+` when the pickle was read, so no path can
+/// escape.
+fn bind_storages<S: Source + ?Sized>(
+    zip: &ZipArchive<'_, S>,
     prefix: &str,
     dir: &str,
     parsed: &Parsed,
-) -> Result<state_dict::Bound<'a>, FormatError> {
+) -> Result<state_dict::Bound, FormatError> {
     let mut bound = state_dict::Bound::default();
     for s in parsed.storages() {
         let name = format!("{prefix}/{dir}/{}", s.key);
-        let data = zip.read(&name).map_err(FormatError::Zip)?.ok_or_else(|| {
-            FormatError::StorageMissing {
+        let e = zip
+            .stored(&name)
+            .map_err(FormatError::Zip)?
+            .ok_or_else(|| FormatError::StorageMissing {
                 key: s.key.to_string(),
                 entry: name.clone(),
-            }
-        })?;
-        check_storage_size(s, data.len() as u64, &name)?;
-        bound.insert(s.key.clone(), data);
+            })?;
+        check_storage_size(s, e.data.len() as u64, &name)?;
+        bound.insert(
+            s.key.clone(),
+            Rc::new(Extent {
+                what: name,
+                range: e.data.clone(),
+                crc: Some(e.crc),
+            }),
+        );
     }
     Ok(bound)
 }

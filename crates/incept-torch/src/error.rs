@@ -184,6 +184,9 @@ pub enum FormatError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// Reading the file failed part-way (it shrank, or the disk failed).
+    #[error("{0}")]
+    Read(ReadError),
     /// A TorchScript module tree is nested too deeply or too large to walk.
     #[error("TorchScript module tree at `{path}`: {reason}")]
     TorchScriptTree {
@@ -192,6 +195,23 @@ pub enum FormatError {
         /// Why.
         reason: &'static str,
     },
+}
+
+/// Reading some bytes of the file failed, after their extent had been checked
+/// against the file's length.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("cannot read {what} (bytes {offset}..{end}): {message}")]
+pub struct ReadError {
+    /// What was being read: a zip record or entry, a legacy storage.
+    pub what: String,
+    /// The first byte.
+    pub offset: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// The operating system's error kind.
+    pub kind: std::io::ErrorKind,
+    /// The operating system's message.
+    pub message: String,
 }
 
 /// The zip container is malformed or uses a feature torch never writes.
@@ -271,6 +291,9 @@ pub enum ZipError {
         /// The field that differs.
         field: &'static str,
     },
+    /// Reading part of the archive failed.
+    #[error("{0}")]
+    Read(ReadError),
     /// The entry's CRC-32 does not match its data.
     #[error("entry `{entry}`: CRC-32 is {found:08x}, the central directory says {expected:08x}")]
     Crc {

@@ -7,23 +7,28 @@
 //!
 //! 1. `container` tells the format from the magic bytes (and names
 //!    safetensors or ONNX files given by mistake);
-//! 2. `zip_container` checks the zip directory, or `legacy` splits the stream;
+//! 2. `zip_container` checks the zip directory, or `legacy` splits the stream,
+//!    both reading through a `source` (a slice, or a file read by position);
 //! 3. `pickle` runs each pickle on a restricted machine whose globals come from
 //!    an exact allowlist ([`ALLOWED_GLOBALS`]) and whose work is capped;
 //! 4. `state_dict` (or `torchscript`) finds the tensors and their names;
-//! 5. `storage` checks every view against its storage and copies it out.
+//! 5. `storage` checks every view against its storage; then the storages are
+//!    read one at a time and each view is copied out of its storage's bytes.
 //!
 //! Architecture invariants: nothing from the file is imported, called or
 //! evaluated; nothing is allocated for a tensor before its size has been
-//! checked against the bytes present; the file is read once and storages are
-//! sliced from it, so memory stays near the file's size plus the tensors; no
-//! input makes this crate panic.
+//! checked against the bytes present; a file is never read whole — the zip
+//! directory comes from its tail, the pickles are read on their own, and each
+//! storage is read when its tensors are built and dropped right after, so the
+//! peak is the tensors plus the largest storage; no input makes this crate
+//! panic.
 
 mod allowlist;
 mod container;
 mod error;
 mod legacy;
 mod pickle;
+mod source;
 mod state_dict;
 mod storage;
 mod torchscript;
@@ -34,9 +39,13 @@ use std::path::Path;
 
 use incept_ir::{ByteOrder, Tensor};
 
+use crate::source::{FileSource, Source};
+
 pub use allowlist::ALLOWED_GLOBALS;
 pub use container::Container;
-pub use error::{FormatError, LegacyError, PickleError, TorchError, ViewError, ZipError};
+pub use error::{
+    FormatError, LegacyError, PickleError, ReadError, TorchError, ViewError, ZipError,
+};
 pub use state_dict::{STATE_DICT_KEYS, STRIPPED_PREFIXES};
 
 /// The weights read from a checkpoint.
@@ -67,22 +76,35 @@ impl Checkpoint {
 
 /// Reads the checkpoint at `path`.
 ///
-/// The file is read into memory once; every storage is sliced from that copy,
-/// so peak memory is about the file's size plus the output tensors.
+/// A regular file is read by position, a piece at a time: the zip directory
+/// from its tail, the pickles, then one storage at a time, each dropped once
+/// its tensors are built. Peak memory is the output tensors plus the largest
+/// storage plus the pickles, not the whole file on top of the tensors. Anything
+/// else (a pipe, a device) is read whole, as [`load_bytes`] would.
 pub fn load(path: &Path) -> Result<Checkpoint, TorchError> {
-    let bytes = std::fs::read(path).map_err(|error| TorchError::Io {
+    let io = |error| TorchError::Io {
         path: path.to_owned(),
         error,
-    })?;
-    load_bytes(&bytes, &path.display().to_string())
+    };
+    let name = path.display().to_string();
+    match FileSource::open(path).map_err(io)? {
+        Some(file) => read(&file).map_err(|error| in_file(&name, error)),
+        None => load_bytes(&std::fs::read(path).map_err(io)?, &name),
+    }
 }
 
 /// Reads a checkpoint held in memory; `name` is used in error messages.
+///
+/// The storages are sliced from `bytes`, never copied before decoding.
 pub fn load_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint, TorchError> {
-    read(bytes).map_err(|error| TorchError::InFile {
+    read(bytes).map_err(|error| in_file(name, error))
+}
+
+fn in_file(name: &str, error: FormatError) -> TorchError {
+    TorchError::InFile {
         file: name.to_owned(),
         error: Box::new(error),
-    })
+    }
 }
 
 /// Output may exceed the file's size only this much: shared storages and tied
@@ -91,13 +113,19 @@ fn output_limit(file_len: usize) -> u64 {
     (file_len as u64).saturating_mul(4).saturating_add(16 << 20)
 }
 
-fn read(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
-    let (container, found, byte_order) = match container::sniff(bytes)? {
+fn read<S: Source + ?Sized>(src: &S) -> Result<Checkpoint, FormatError> {
+    let len = src.len();
+    let head = src
+        .read_for("the first bytes", 0, len.min(container::SNIFF_LEN))
+        .map_err(FormatError::Read)?;
+    let sniffed = container::sniff(&head, len)?;
+    drop(head);
+    let (container, found, byte_order) = match sniffed {
         container::Sniffed::Zip => {
-            let z = container::read_zip(bytes)?;
+            let z = container::read_zip(src)?;
             (z.container, z.found, z.byte_order)
         }
-        container::Sniffed::Legacy => (Container::Legacy, legacy::read(bytes)?, ByteOrder::Little),
+        container::Sniffed::Legacy => (Container::Legacy, legacy::read(src)?, ByteOrder::Little),
     };
     let state_dict::Found {
         tensors,
@@ -109,7 +137,7 @@ fn read(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
             found: "the file holds no tensors".into(),
         });
     }
-    let m = state_dict::materialize(tensors, byte_order, output_limit(bytes.len()))?;
+    let m = state_dict::materialize(tensors, byte_order, output_limit(len), src)?;
     Ok(Checkpoint {
         container,
         tensors: m.tensors,

@@ -5,15 +5,21 @@
 //! a conventional key ([`STATE_DICT_KEYS`]) beside entries such as `epoch` or
 //! `optimizer`, which were read by the same safe machine and are ignored.
 //! Every tensor is checked (dtype, view bounds, total size) before the first
-//! one is copied.
+//! one is copied; then the storages are read one at a time, in file order, and
+//! each one's bytes are dropped as soon as its tensors are built, so the peak
+//! is the tensors plus the largest storage. Storages no tensor of the state
+//! dict uses (optimizer state, ignored entries) are never read.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::rc::Rc;
 
 use incept_ir::{ByteOrder, Tensor};
 
-use crate::error::FormatError;
+use crate::error::{FormatError, ZipError};
 use crate::pickle::Parsed;
+use crate::source::Source;
 use crate::storage::{self, StorageRef, TensorSpec};
 use crate::value::{Dict, Heap, Obj, Value};
 
@@ -32,42 +38,74 @@ pub const STATE_DICT_KEYS: &[&str] = &[
 /// Prefixes stripped when every key carries them (DataParallel, Lightning-style wrappers).
 pub const STRIPPED_PREFIXES: &[&str] = &["module.", "model."];
 
-/// The bytes of each storage a pickle names, already checked against its size.
-pub(crate) type Bound<'a> = HashMap<Rc<str>, &'a [u8]>;
+/// Where a storage's bytes lie in the file; the extent was checked against the
+/// file's length and the storage's declared size, but not yet read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Extent {
+    /// The zip entry or legacy stream location, for messages.
+    pub what: String,
+    /// The bytes within the file.
+    pub range: Range<usize>,
+    /// The zip entry's CRC-32, checked when the bytes are read.
+    pub crc: Option<u32>,
+}
+
+impl Extent {
+    /// Reads the extent's bytes and checks their CRC-32.
+    fn read<'s, S: Source + ?Sized>(&self, src: &'s S) -> Result<Cow<'s, [u8]>, FormatError> {
+        let data = src
+            .read_for(&self.what, self.range.start, self.range.len())
+            .map_err(FormatError::Read)?;
+        if let Some(expected) = self.crc {
+            let found = crc32fast::hash(&data);
+            if found != expected {
+                return Err(FormatError::Zip(ZipError::Crc {
+                    entry: self.what.clone(),
+                    expected,
+                    found,
+                }));
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// Where each storage a pickle names lies, already checked against its size.
+pub(crate) type Bound = HashMap<Rc<str>, Rc<Extent>>;
 
 /// A tensor found in the checkpoint, not yet copied out.
 #[derive(Debug)]
-pub(crate) struct NamedSpec<'a> {
+pub(crate) struct NamedSpec {
     pub name: String,
     pub spec: TensorSpec,
     pub storage: StorageRef,
-    pub bytes: &'a [u8],
+    pub extent: Rc<Extent>,
 }
 
 /// The tensors of a checkpoint and where they were found.
 #[derive(Debug, Default)]
-pub(crate) struct Found<'a> {
-    pub tensors: Vec<NamedSpec<'a>>,
+pub(crate) struct Found {
+    pub tensors: Vec<NamedSpec>,
     pub source_key: Option<String>,
     pub warnings: Vec<String>,
 }
 
-/// The tensor a value refers to, with its storage's bytes.
-pub(crate) fn tensor_of<'a>(
+/// The tensor a value refers to, with where its storage's bytes are.
+pub(crate) fn tensor_of(
     heap: &Heap,
     v: &Value,
     name: &str,
-    bound: &Bound<'a>,
-) -> Result<Option<NamedSpec<'a>>, FormatError> {
+    bound: &Bound,
+) -> Result<Option<NamedSpec>, FormatError> {
     let Some(Obj::Tensor(spec)) = heap.deref(v) else {
         return Ok(None);
     };
     let Some(Obj::Storage(storage)) = heap.get(spec.storage) else {
         return Ok(None);
     };
-    let bytes = bound
+    let extent = bound
         .get(&storage.key)
-        .copied()
+        .cloned()
         .ok_or_else(|| FormatError::StorageMissing {
             key: storage.key.to_string(),
             entry: format!("data/{}", storage.key),
@@ -76,7 +114,7 @@ pub(crate) fn tensor_of<'a>(
         name: name.to_owned(),
         spec: spec.clone(),
         storage: storage.clone(),
-        bytes,
+        extent,
     }))
 }
 
@@ -96,7 +134,7 @@ fn dict_of<'h>(heap: &'h Heap, v: &Value) -> Option<&'h Dict> {
 
 /// Finds the state dict of a `torch.save` pickle: the root, or the first
 /// [`STATE_DICT_KEYS`] entry that is one.
-pub(crate) fn find<'a>(parsed: &Parsed, bound: &Bound<'a>) -> Result<Found<'a>, FormatError> {
+pub(crate) fn find(parsed: &Parsed, bound: &Bound) -> Result<Found, FormatError> {
     let heap = &parsed.heap;
     let Some(root) = dict_of(heap, &parsed.root) else {
         return Err(FormatError::NoStateDict {
@@ -195,14 +233,16 @@ pub(crate) struct Materialized {
     pub stripped_prefix: Option<String>,
 }
 
-/// Checks every tensor, then copies each one out of its storage.
+/// Checks every tensor, then reads the storages one at a time, in file order,
+/// and copies each tensor out of its storage's bytes.
 ///
 /// The output may not exceed `limit` bytes in total: views repeating one
 /// storage could otherwise turn a small file into a huge allocation.
-pub(crate) fn materialize(
-    found: Vec<NamedSpec<'_>>,
+pub(crate) fn materialize<S: Source + ?Sized>(
+    found: Vec<NamedSpec>,
     order: ByteOrder,
     limit: u64,
+    src: &S,
 ) -> Result<Materialized, FormatError> {
     let mut names: Vec<String> = found.iter().map(|t| t.name.clone()).collect();
     let stripped_prefix = strip_prefixes(&mut names);
@@ -229,20 +269,45 @@ pub(crate) fn materialize(
             return Err(FormatError::OutputTooLarge { limit });
         }
     }
-    let mut tensors = Vec::with_capacity(found.len());
-    for (t, name) in found.into_iter().zip(names) {
-        let Some(dtype) = t.storage.ty.dtype() else {
+    // The tensors of each storage, storages in file order (zip entries never
+    // overlap and legacy storages follow each other, so the range is a key).
+    let mut by_storage: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for (i, t) in found.iter().enumerate() {
+        by_storage
+            .entry((t.extent.range.start, t.extent.range.end))
+            .or_default()
+            .push(i);
+    }
+    let mut built: Vec<Option<Tensor>> = Vec::new();
+    built.resize_with(found.len(), || None);
+    for users in by_storage.values() {
+        let Some(first) = users.first().and_then(|&i| found.get(i)) else {
             continue;
         };
-        let tensor =
-            storage::materialize(&t.spec, &t.storage, dtype, t.bytes, order).map_err(|error| {
-                FormatError::View {
+        let bytes = first.extent.read(src)?;
+        for &i in users {
+            let (Some(t), Some(name), Some(slot)) = (found.get(i), names.get(i), built.get_mut(i))
+            else {
+                continue;
+            };
+            let Some(dtype) = t.storage.ty.dtype() else {
+                continue;
+            };
+            let tensor = storage::materialize(&t.spec, &t.storage, dtype, &bytes, order).map_err(
+                |error| FormatError::View {
                     tensor: name.clone(),
                     error,
-                }
-            })?;
-        tensors.push((name, tensor));
+                },
+            )?;
+            *slot = Some(tensor);
+        }
+        // `bytes` is dropped here, before the next storage is read.
     }
+    let tensors = names
+        .into_iter()
+        .zip(built)
+        .filter_map(|(name, t)| Some((name, t?)))
+        .collect();
     Ok(Materialized {
         tensors,
         stripped_prefix,

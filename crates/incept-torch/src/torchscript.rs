@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 64;
 const MAX_VISITS: usize = 1 << 20;
 
 /// Collects the tensors of the module tree rooted at `data.pkl`'s object.
-pub(crate) fn collect<'a>(parsed: &Parsed, bound: &Bound<'a>) -> Result<Found<'a>, FormatError> {
+pub(crate) fn collect(parsed: &Parsed, bound: &Bound) -> Result<Found, FormatError> {
     let heap = &parsed.heap;
     let Value::Ref(root) = parsed.root else {
         return Err(FormatError::NoStateDict {
@@ -105,10 +105,7 @@ pub(crate) fn collect<'a>(parsed: &Parsed, bound: &Bound<'a>) -> Result<Found<'a
 }
 
 /// The tensors of `constants.pkl` (a tuple), named `constants.<i>`.
-pub(crate) fn constants<'a>(
-    parsed: &Parsed,
-    bound: &Bound<'a>,
-) -> Result<Vec<NamedSpec<'a>>, FormatError> {
+pub(crate) fn constants(parsed: &Parsed, bound: &Bound) -> Result<Vec<NamedSpec>, FormatError> {
     let heap = &parsed.heap;
     let Some(Obj::Tuple(items) | Obj::List(items)) = heap.deref(&parsed.root) else {
         return Ok(Vec::new());

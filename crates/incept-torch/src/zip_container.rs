@@ -4,13 +4,21 @@
 //! crate, because the checks that matter here are the ones general readers
 //! skip: two entries with one name, entries sharing bytes, sizes past the end,
 //! local headers that disagree with the directory. torch stores every entry
-//! uncompressed, so anything compressed or encrypted is refused and entries are
-//! read by slicing the file, never copied. CRC-32s are checked on read.
+//! uncompressed, so anything compressed or encrypted is refused. CRC-32s are
+//! checked on read.
+//!
+//! The archive is read through a [`Source`]: the end record and the central
+//! directory from the tail, one local header per entry, and an entry's bytes
+//! only when it is read. Every extent is checked against the file's length
+//! (and the directory's start) before it is read, so no declared size
+//! allocates more than the file holds.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::error::ZipError;
+use crate::source::Source;
 
 const EOCD_SIG: u32 = 0x0605_4b50;
 const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
@@ -18,6 +26,8 @@ const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
 const CENTRAL_SIG: u32 = 0x0201_4b50;
 const LOCAL_SIG: u32 = 0x0403_4b50;
 const EOCD_LEN: usize = 22;
+const ZIP64_LOCATOR_LEN: usize = 20;
+const ZIP64_EOCD_LEN: usize = 56;
 const STORED: u16 = 0;
 const DEFLATE: u16 = 8;
 const CENTRAL_LEN: usize = 46;
@@ -30,29 +40,32 @@ pub(crate) struct ZipEntry {
     pub name: String,
     /// The entry's bytes within the file.
     pub data: Range<usize>,
-    crc: u32,
+    /// The CRC-32 the central directory declares.
+    pub crc: u32,
     method: u16,
     header: usize,
 }
 
-/// A checked zip archive over the file's bytes.
+/// A checked zip archive over a source of bytes.
 #[derive(Debug)]
-pub(crate) struct ZipArchive<'a> {
-    bytes: &'a [u8],
+pub(crate) struct ZipArchive<'a, S: Source + ?Sized> {
+    src: &'a S,
     entries: Vec<ZipEntry>,
     by_name: HashMap<String, usize>,
 }
 
-/// Little-endian reads that fail instead of panicking.
+/// Little-endian reads, at absolute file offsets, of bytes read from the file
+/// starting at `base`; they fail instead of panicking.
 struct Cursor<'a> {
     bytes: &'a [u8],
+    base: usize,
     what: &'a str,
 }
 
 impl Cursor<'_> {
     fn slice(&self, at: usize, n: usize) -> Result<&[u8], ZipError> {
-        at.checked_add(n)
-            .and_then(|end| self.bytes.get(at..end))
+        at.checked_sub(self.base)
+            .and_then(|rel| rel.checked_add(n).and_then(|end| self.bytes.get(rel..end)))
             .ok_or_else(|| ZipError::Truncated {
                 what: self.what.to_owned(),
             })
@@ -76,6 +89,22 @@ impl Cursor<'_> {
     }
 }
 
+/// Reads `n` bytes at `at`: a zip record that must lie inside the file, or the
+/// archive is truncated.
+fn read_record<'a, S: Source + ?Sized>(
+    src: &'a S,
+    at: usize,
+    n: usize,
+    what: &str,
+) -> Result<Cow<'a, [u8]>, ZipError> {
+    if at.checked_add(n).is_none_or(|end| end > src.len()) {
+        return Err(ZipError::Truncated {
+            what: what.to_owned(),
+        });
+    }
+    src.read_for(what, at, n).map_err(ZipError::Read)
+}
+
 fn to_usize(x: u64, what: &str) -> Result<usize, ZipError> {
     usize::try_from(x).map_err(|_| ZipError::Truncated {
         what: what.to_owned(),
@@ -91,22 +120,24 @@ struct Directory {
     limit: usize,
 }
 
-fn find_directory(bytes: &[u8]) -> Result<Directory, ZipError> {
-    let file = Cursor {
-        bytes,
-        what: "end-of-central-directory record",
-    };
-    let last = bytes
-        .len()
-        .checked_sub(EOCD_LEN)
-        .ok_or(ZipError::NoEndRecord)?;
+fn find_directory<S: Source + ?Sized>(src: &S) -> Result<Directory, ZipError> {
+    const WHAT: &str = "end-of-central-directory record";
+    let len = src.len();
+    let last = len.checked_sub(EOCD_LEN).ok_or(ZipError::NoEndRecord)?;
     let first = last.saturating_sub(usize::from(u16::MAX));
+    // The tail that can hold the end record (whose comment is at most 64 KiB)
+    // and the zip64 locator just before it.
+    let base = first.saturating_sub(ZIP64_LOCATOR_LEN);
+    let tail = read_record(src, base, len - base, WHAT)?;
+    let file = Cursor {
+        bytes: &tail,
+        base,
+        what: WHAT,
+    };
     // The record is the one whose comment ends exactly at the end of the file.
     let mut eocd = None;
     for at in (first..=last).rev() {
-        if file.u32(at)? == EOCD_SIG
-            && at + EOCD_LEN + usize::from(file.u16(at + 20)?) == bytes.len()
-        {
+        if file.u32(at)? == EOCD_SIG && at + EOCD_LEN + usize::from(file.u16(at + 20)?) == len {
             eocd = Some(at);
             break;
         }
@@ -119,19 +150,35 @@ fn find_directory(bytes: &[u8]) -> Result<Directory, ZipError> {
     let mut size = u64::from(file.u32(eocd + 12)?);
     let mut offset = u64::from(file.u32(eocd + 16)?);
     let mut limit = eocd;
-    if eocd >= 20 && file.u32(eocd - 20)? == ZIP64_LOCATOR_SIG {
-        let locator = eocd - 20;
+    if eocd >= ZIP64_LOCATOR_LEN && file.u32(eocd - ZIP64_LOCATOR_LEN)? == ZIP64_LOCATOR_SIG {
+        const WHAT64: &str = "zip64 end-of-central-directory record";
+        let locator = eocd - ZIP64_LOCATOR_LEN;
         let z = Cursor {
-            bytes,
-            what: "zip64 end-of-central-directory record",
+            bytes: &tail,
+            base,
+            what: WHAT64,
         };
         if z.u32(locator + 4)? != 0 || z.u32(locator + 16)? > 1 {
             return Err(ZipError::MultiDisk);
         }
-        let at = to_usize(z.u64(locator + 8)?, "zip64 end-of-central-directory record")?;
-        if at.checked_add(56).is_none_or(|end| end > locator) || z.u32(at)? != ZIP64_EOCD_SIG {
+        let at = to_usize(z.u64(locator + 8)?, WHAT64)?;
+        if at
+            .checked_add(ZIP64_EOCD_LEN)
+            .is_none_or(|end| end > locator)
+        {
             return Err(ZipError::Truncated {
-                what: "zip64 end-of-central-directory record".into(),
+                what: WHAT64.into(),
+            });
+        }
+        let record = read_record(src, at, ZIP64_EOCD_LEN, WHAT64)?;
+        let z = Cursor {
+            bytes: &record,
+            base: at,
+            what: WHAT64,
+        };
+        if z.u32(at)? != ZIP64_EOCD_SIG {
+            return Err(ZipError::Truncated {
+                what: WHAT64.into(),
             });
         }
         if z.u32(at + 16)? != 0 || z.u32(at + 20)? != 0 {
@@ -165,12 +212,15 @@ fn find_directory(bytes: &[u8]) -> Result<Directory, ZipError> {
     })
 }
 
-impl<'a> ZipArchive<'a> {
+impl<'a, S: Source + ?Sized> ZipArchive<'a, S> {
     /// Parses and checks the whole directory and every local header.
-    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, ZipError> {
-        let dir = find_directory(bytes)?;
+    pub(crate) fn parse(src: &'a S) -> Result<Self, ZipError> {
+        let dir = find_directory(src)?;
+        // Within the file: checked against the end record's offset above.
+        let directory = read_record(src, dir.offset, dir.size, "central directory")?;
         let cd = Cursor {
-            bytes,
+            bytes: &directory,
+            base: dir.offset,
             what: "central directory",
         };
         let mut entries: Vec<ZipEntry> = Vec::new();
@@ -215,6 +265,7 @@ impl<'a> ZipArchive<'a> {
             while e + 4 <= extra.len() {
                 let x = Cursor {
                     bytes: extra,
+                    base: 0,
                     what: "zip64 extra field",
                 };
                 let id = x.u16(e)?;
@@ -257,7 +308,6 @@ impl<'a> ZipArchive<'a> {
                 });
             }
             let header = to_usize(local, "local header")?;
-            let lh = Cursor { bytes, what: &name };
             if header
                 .checked_add(LOCAL_LEN)
                 .is_none_or(|end| end > dir.offset)
@@ -268,6 +318,12 @@ impl<'a> ZipArchive<'a> {
                     limit: dir.offset as u64,
                 });
             }
+            let local_header = read_record(src, header, LOCAL_LEN, &name)?;
+            let lh = Cursor {
+                bytes: &local_header,
+                base: header,
+                what: &name,
+            };
             if lh.u32(header)? != LOCAL_SIG {
                 return Err(ZipError::LocalHeaderMismatch {
                     entry: name,
@@ -302,7 +358,16 @@ impl<'a> ZipArchive<'a> {
             }
             let lname_len = usize::from(lh.u16(header + 26)?);
             let lextra_len = usize::from(lh.u16(header + 28)?);
-            if lh.slice(header + LOCAL_LEN, lname_len)? != name.as_bytes() {
+            let name_at = header + LOCAL_LEN;
+            if name_at
+                .checked_add(lname_len)
+                .is_none_or(|end| end > src.len())
+            {
+                return Err(ZipError::Truncated { what: name });
+            }
+            if lname_len != name.len()
+                || *read_record(src, name_at, lname_len, &name)? != *name.as_bytes()
+            {
                 return Err(ZipError::LocalHeaderMismatch {
                     entry: name,
                     field: "name",
@@ -343,7 +408,7 @@ impl<'a> ZipArchive<'a> {
             }
         }
         Ok(ZipArchive {
-            bytes,
+            src,
             entries,
             by_name,
         })
@@ -354,8 +419,9 @@ impl<'a> ZipArchive<'a> {
         &self.entries
     }
 
-    /// The bytes of an entry, after checking its CRC-32; `None` if absent.
-    pub(crate) fn read(&self, name: &str) -> Result<Option<&'a [u8]>, ZipError> {
+    /// A stored entry, without reading it; `None` if absent. A compressed
+    /// entry is an error: only stored entries can be read.
+    pub(crate) fn stored(&self, name: &str) -> Result<Option<&ZipEntry>, ZipError> {
         let Some(e) = self.by_name.get(name).and_then(|&i| self.entries.get(i)) else {
             return Ok(None);
         };
@@ -365,23 +431,15 @@ impl<'a> ZipArchive<'a> {
                 method: e.method,
             });
         }
-        let data = self
-            .bytes
-            .get(e.data.clone())
-            .ok_or_else(|| ZipError::OutOfBounds {
-                entry: e.name.clone(),
-                end: e.data.end as u64,
-                limit: self.bytes.len() as u64,
-            })?;
-        let found = crc32fast::hash(data);
-        if found != e.crc {
-            return Err(ZipError::Crc {
-                entry: e.name.clone(),
-                expected: e.crc,
-                found,
-            });
-        }
-        Ok(Some(data))
+        Ok(Some(e))
+    }
+
+    /// The bytes of an entry, after checking its CRC-32; `None` if absent.
+    pub(crate) fn read(&self, name: &str) -> Result<Option<Cow<'a, [u8]>>, ZipError> {
+        let Some(e) = self.stored(name)? else {
+            return Ok(None);
+        };
+        read_entry(self.src, e).map(Some)
     }
 
     /// The size of an entry without reading it.
@@ -389,4 +447,27 @@ impl<'a> ZipArchive<'a> {
         let e = self.entries.get(*self.by_name.get(name)?)?;
         Some(e.data.len())
     }
+}
+
+/// The bytes of a stored entry of an archive over `src`, after checking its CRC-32.
+fn read_entry<'s, S: Source + ?Sized>(src: &'s S, e: &ZipEntry) -> Result<Cow<'s, [u8]>, ZipError> {
+    if e.data.end > src.len() {
+        return Err(ZipError::OutOfBounds {
+            entry: e.name.clone(),
+            end: e.data.end as u64,
+            limit: src.len() as u64,
+        });
+    }
+    let data = src
+        .read_for(&e.name, e.data.start, e.data.len())
+        .map_err(ZipError::Read)?;
+    let found = crc32fast::hash(&data);
+    if found != e.crc {
+        return Err(ZipError::Crc {
+            entry: e.name.clone(),
+            expected: e.crc,
+            found,
+        });
+    }
+    Ok(data)
 }

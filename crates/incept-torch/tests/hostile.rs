@@ -622,3 +622,130 @@ fn big_endian_legacy_streams_are_refused() {
         "{err}"
     );
 }
+
+/// The zip and legacy damage above, read through `load(path)`: positioned reads
+/// of a file keep every check, and agree with the reader over memory.
+#[test]
+fn damage_is_refused_through_the_file_reader_too() {
+    // Committed hostile files, read from their paths.
+    for (file, check) in [
+        (
+            "bad_truncated.pth",
+            (|e: &ZipError| matches!(e, ZipError::NoEndRecord)) as fn(&ZipError) -> bool,
+        ),
+        ("bad_overlap.pth", |e| matches!(e, ZipError::Overlap { .. })),
+        ("bad_duplicate_entry.pth", |e| {
+            matches!(e, ZipError::DuplicateEntry { .. })
+        }),
+        ("bad_deflate.pth", |e| {
+            matches!(e, ZipError::Compressed { .. })
+        }),
+    ] {
+        let err = incept_torch::load(&common::data(file)).unwrap_err();
+        assert!(err.zip_error().is_some_and(check), "{file}: {err}");
+        assert!(err.to_string().contains(file), "{err}");
+    }
+    let err = incept_torch::load(&common::data("bad_numel_mismatch.pth")).unwrap_err();
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::StorageSize { found: 16, .. })
+        ),
+        "{err}"
+    );
+
+    let pkl = {
+        let mut p = b"\x80\x02}(".to_vec();
+        p.extend(common::unicode("w"));
+        p.extend(b"ctorch._utils\n_rebuild_tensor\n((");
+        p.extend(common::unicode("storage"));
+        p.extend(b"ctorch\nFloatStorage\n");
+        p.extend(common::unicode("0"));
+        p.extend(common::unicode("cpu"));
+        p.extend(b"K\x03tQK\x00(K\x03t(K\x01ttRu.");
+        p
+    };
+    let data: Vec<u8> = [0.5f32, 1.5, -2.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let entries: &[(&str, &[u8])] = &[("a/data.pkl", &pkl), ("a/data/0", &data)];
+    let good = common::stored_zip(entries);
+    let c = common::load_both("good.pth", &good).unwrap();
+    assert_eq!(c.get("w").unwrap().as_f32(), Some(&[0.5f32, 1.5, -2.0][..]));
+
+    // Entries declaring more bytes than the file has, up to 2^63 through zip64:
+    // refused from the directory, before anything of that size is allocated.
+    for size in [13, 0xFFFF_FFF0, u64::MAX >> 1, u64::MAX] {
+        let zip = common::stored_zip_declaring(entries, &[("a/data/0", size)]);
+        let err = common::load_both("oversized.pth", &zip).unwrap_err();
+        assert!(
+            matches!(err.zip_error(), Some(ZipError::OutOfBounds { entry, .. }) if entry == "a/data/0"),
+            "{size}: {err}"
+        );
+    }
+    // A central directory declared larger than the file.
+    let mut zip = good.clone();
+    let eocd = zip.len() - 22;
+    zip[eocd + 12..eocd + 16].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+    let err = common::load_both("big_directory.pth", &zip).unwrap_err();
+    assert!(
+        matches!(err.zip_error(), Some(ZipError::Truncated { what }) if what == "central directory"),
+        "{err}"
+    );
+    // Every prefix of the archive (the end record lost, or the directory, or data).
+    for n in [0, 1, 4, 30, good.len() / 2, good.len() - 23, good.len() - 1] {
+        let err = common::load_both("cut.pth", &good[..n]).unwrap_err();
+        assert!(err.format_error().is_some(), "{n}: {err}");
+    }
+    // A storage byte changed after its CRC-32 was computed: found when the
+    // storage is read to build its tensor.
+    let mut zip = good.clone();
+    let at = zip
+        .windows(4)
+        .position(|w| w == 1.5f32.to_le_bytes())
+        .unwrap();
+    zip[at] ^= 1;
+    let err = common::load_both("crc.pth", &zip).unwrap_err();
+    assert!(
+        matches!(err.zip_error(), Some(ZipError::Crc { entry, .. }) if entry == "a/data/0"),
+        "{err}"
+    );
+    // An entry overlapping the next one: data.pkl declared to run into data/0.
+    let zip = common::stored_zip_declaring(entries, &[("a/data.pkl", pkl.len() as u64 + 8)]);
+    let err = common::load_both("overlap.pth", &zip).unwrap_err();
+    assert!(
+        matches!(err.zip_error(), Some(ZipError::Overlap { .. })),
+        "{err}"
+    );
+
+    // Legacy streams: cut inside the last storage, or a count past the end.
+    let legacy = common::bytes("legacy.pth");
+    let err = common::load_both("cut_legacy.pth", &legacy[..legacy.len() - 3]).unwrap_err();
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::Legacy(LegacyError::Truncated { .. }))
+        ),
+        "{err}"
+    );
+    for n in (0..legacy.len()).step_by((legacy.len() / 200).max(1)) {
+        let _ = common::load_both("prefix_legacy.pth", &legacy[..n]);
+    }
+}
+
+/// Truncations and flips of real files agree between the two readers.
+#[test]
+fn file_and_memory_readers_agree_on_damaged_files() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for file in ["dtypes.pth", "legacy.pth", "views.pth", "torchscript.pt"] {
+        let good = common::bytes(file);
+        for _ in 0..fuzz_iters(3000) / 30 {
+            let mut b = good.clone();
+            let r = next(&mut state);
+            let at = (r % b.len() as u64) as usize;
+            b[at] ^= 1 << ((r >> 32) % 8);
+            let _ = common::load_both(file, &b);
+        }
+    }
+}

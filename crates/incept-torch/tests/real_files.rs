@@ -160,3 +160,45 @@ fn old_four_argument_rebuild_tensor() {
     let c = incept_torch::load_bytes(&zip, "old.pth").unwrap();
     assert_eq!(c.get("w").unwrap().as_f32(), Some(&[1.5f32, -2.0][..]));
 }
+
+/// `load(path)` reads by position, one storage at a time; `load_bytes` slices
+/// a buffer. They must agree on every committed file, good or bad: the same
+/// tensors bit for bit, or the same error.
+#[test]
+fn path_and_memory_readers_agree_on_every_committed_file() {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(common::data(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pth" || e == "pt"))
+        .collect();
+    let data_files = files.len();
+    assert!(data_files >= 40, "only {data_files} files in tests/data");
+    let root = incept_fixtures::root();
+    for set in incept_fixtures::TINY {
+        for name in [
+            "model.pth",
+            "model_legacy.pth",
+            "checkpoint.pth",
+            "scripted.pt",
+        ] {
+            let p = root.join(set).join(name);
+            if p.exists() {
+                files.push(p);
+            }
+        }
+    }
+    // tiny_*/model.pth (3), tiny_aux's legacy stream and training checkpoint,
+    // two TorchScript archives.
+    assert!(files.len() >= data_files + 7, "fixtures missing: {files:?}");
+    files.sort();
+    let mut loaded = 0;
+    for path in &files {
+        let from_file = incept_torch::load(path);
+        let bytes = std::fs::read(path).unwrap();
+        let from_memory = incept_torch::load_bytes(&bytes, &path.display().to_string());
+        common::assert_same(&from_file, &from_memory, &path.display().to_string());
+        loaded += usize::from(from_file.is_ok());
+    }
+    // The nine good files of tests/data and the seven fixtures.
+    assert_eq!(loaded, 16, "files loaded");
+}
