@@ -32,6 +32,9 @@ pub trait Float:
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor>;
     /// The tensor's elements converted to this type, rounding to nearest.
     fn from_tensor(t: &Tensor) -> Vec<Self>;
+    /// Like [`Float::from_tensor`], reusing the tensor's storage when it
+    /// already holds this type (no copy of the weights).
+    fn take_tensor(t: Tensor) -> Vec<Self>;
 }
 
 impl Float for f32 {
@@ -56,6 +59,12 @@ impl Float for f32 {
             _ => t.to_f64_vec().into_iter().map(|x| x as f32).collect(),
         }
     }
+    fn take_tensor(t: Tensor) -> Vec<Self> {
+        match t.into_parts() {
+            (_, TensorData::F32(v)) => v,
+            (_, other) => widen(other).into_iter().map(|x| x as f32).collect(),
+        }
+    }
 }
 
 impl Float for f64 {
@@ -76,5 +85,19 @@ impl Float for f64 {
     }
     fn from_tensor(t: &Tensor) -> Vec<Self> {
         t.to_f64_vec()
+    }
+    fn take_tensor(t: Tensor) -> Vec<Self> {
+        widen(t.into_parts().1)
+    }
+}
+
+/// Every element as `f64` (the storage itself when it already is).
+fn widen(data: TensorData) -> Vec<f64> {
+    match data {
+        TensorData::F64(v) => v,
+        TensorData::F32(v) => v.into_iter().map(f64::from).collect(),
+        TensorData::F16(v) => v.into_iter().map(|x| x.to_f64()).collect(),
+        TensorData::BF16(v) => v.into_iter().map(|x| x.to_f64()).collect(),
+        TensorData::I64(v) => v.into_iter().map(|x| x as f64).collect(),
     }
 }

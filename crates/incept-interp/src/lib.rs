@@ -98,6 +98,12 @@ impl std::fmt::Debug for Interpreter {
 impl Interpreter {
     /// Prepares `graph` to run. Fails on an invalid graph or unbound weights.
     pub fn new(graph: &Graph, options: &Options) -> Result<Self, InterpError> {
+        Self::from_graph(graph.clone(), options)
+    }
+
+    /// Like [`Interpreter::new`], taking the graph so that its weights move
+    /// into the interpreter instead of being copied (half the peak memory).
+    pub fn from_graph(mut graph: Graph, options: &Options) -> Result<Self, InterpError> {
         graph.validate()?;
         if graph.inputs.len() != 1 {
             return Err(InterpError::InputCount(graph.inputs.len()));
@@ -114,7 +120,7 @@ impl Interpreter {
                 threads,
                 message: e.to_string(),
             })?;
-        fn typed<T: Float>(graph: &Graph, needed: &[bool]) -> Result<Typed<T>, InterpError> {
+        fn typed<T: Float>(graph: &mut Graph, needed: &[bool]) -> Result<Typed<T>, InterpError> {
             let weights = prepare_weights::<T>(graph, needed)?;
             let plan = build_plan(graph, &weights, needed, &[])?;
             Ok(Typed {
@@ -124,12 +130,15 @@ impl Interpreter {
             })
         }
         let engine = match options.precision {
-            Precision::F32 => Engine::F32(typed(graph, &needed)?),
-            Precision::F64 => Engine::F64(typed(graph, &needed)?),
+            Precision::F32 => Engine::F32(typed(&mut graph, &needed)?),
+            Precision::F64 => Engine::F64(typed(&mut graph, &needed)?),
         };
+        // Keep the structure only: the weights now live, converted, in the engine.
+        for p in &mut graph.params {
+            p.data = None;
+        }
         Ok(Interpreter {
-            // The structure only: the weights now live, converted, in the engine.
-            graph: graph.clone_structure(),
+            graph,
             needed,
             threads,
             pool,

@@ -59,10 +59,48 @@ pub enum NodeWeights<T> {
 }
 
 /// Converts every node's parameters to `T`.
+///
+/// Convolution weights (the bulk of the model) are taken out of the graph and
+/// reused in place when they already have type `T`, so preparing a model
+/// does not hold two copies of its weights.
 pub fn prepare_weights<T: Float>(
-    graph: &Graph,
+    graph: &mut Graph,
     needed: &[bool],
 ) -> Result<Vec<NodeWeights<T>>, InterpError> {
+    // Check every parameter first, so an error leaves the graph untouched.
+    for (node, _) in graph.nodes.iter().zip(needed).filter(|(_, n)| **n) {
+        for &p in &node.params {
+            let p = &graph.params[p];
+            match &p.data {
+                None => {
+                    return Err(InterpError::Unbound {
+                        node: node.name.clone(),
+                        param: p.name.clone(),
+                    });
+                }
+                Some(t) if !t.dtype().is_float() => {
+                    return Err(InterpError::ParamDtype {
+                        param: p.name.clone(),
+                        dtype: t.dtype(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let conv_weights: Vec<Option<Vec<T>>> = graph
+        .nodes
+        .iter()
+        .zip(needed)
+        .map(|(node, &need)| match (&node.op, need) {
+            (Op::Conv2d(_), true) => {
+                let id = node.params[0];
+                graph.params[id].data.take().map(T::take_tensor)
+            }
+            _ => None,
+        })
+        .collect();
+    let graph: &Graph = graph;
     let tensor = |node: &incept_ir::Node, i: usize| -> Result<&incept_ir::Tensor, InterpError> {
         let p = &graph.params[node.params[i]];
         let t = p.data.as_ref().ok_or_else(|| InterpError::Unbound {
@@ -83,14 +121,17 @@ pub fn prepare_weights<T: Float>(
     let typed = |node: &incept_ir::Node, i: usize| tensor(node, i).map(T::from_tensor);
     let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
     let mut out = Vec::with_capacity(graph.nodes.len());
-    for (node, &need) in graph.nodes.iter().zip(needed) {
+    for ((node, &need), conv_weight) in graph.nodes.iter().zip(needed).zip(conv_weights) {
         if !need {
             out.push(NodeWeights::None);
             continue;
         }
         let w = match &node.op {
             Op::Conv2d(c) => NodeWeights::Conv {
-                weight: Arc::new(typed(node, 0)?),
+                weight: Arc::new(match conv_weight {
+                    Some(w) => w,
+                    None => typed(node, 0)?,
+                }),
                 bias: if c.bias {
                     Some(cast(param(node, 1)?))
                 } else {

@@ -47,12 +47,11 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
         precision: args.precision.into(),
         threads: args.threads,
     };
-    let interp = Interpreter::new(&loaded.graph, &options)?;
     let source = loaded.source.clone();
-    // The interpreter holds its own (converted) weights: free the loaded ones, then
-    // measure peak memory from here on, so it covers inference and not file parsing.
-    drop(loaded);
     let load_peak_rss_mib = peak_rss_mib();
+    // The interpreter takes the weights over (no second copy); from here on the
+    // peak memory covers inference, not file parsing.
+    let interp = Interpreter::from_graph(loaded.graph, &options)?;
     let reset = reset_peak_rss();
     let g = interp.graph();
     let ty = &g.values[g.inputs[0]].ty;

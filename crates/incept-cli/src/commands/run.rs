@@ -45,7 +45,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     let loaded = model::load(&args.model)?;
     loaded.warnings.iter().for_each(|w| output::warning(w));
     let graph = &loaded.graph;
-    let input_ty = &graph.values[*graph.inputs.first().context("the model has no input")?].ty;
+    let input_ty = graph.values[*graph.inputs.first().context("the model has no input")?]
+        .ty
+        .clone();
     let size = [
         input_ty.shape[2].fixed().unwrap_or(0),
         input_ty.shape[3].fixed().unwrap_or(0),
@@ -82,8 +84,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             (0..n).map(|i| format!("{} #{i}", path.display())).collect(),
         )
     };
-    let interp = Interpreter::new(
-        graph,
+    let source = loaded.source.clone();
+    let interp = Interpreter::from_graph(
+        loaded.graph,
         &Options {
             precision: args.precision.into(),
             threads: args.threads,
@@ -96,7 +99,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     };
     let result = interp
         .run(&x, &taps)
-        .with_context(|| format!("running {}", loaded.source))?;
+        .with_context(|| format!("running {source}"))?;
     let (_, logits) = result
         .outputs
         .first()
@@ -118,7 +121,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         .collect();
     let report = RunReport {
         schema_version: 1,
-        model: loaded.source.clone(),
+        model: source.clone(),
         precision: format!("{:?}", args.precision).to_lowercase(),
         threads: interp.threads(),
         input_shape: x.shape().to_vec(),
@@ -128,7 +131,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         let mut tensors = vec![("logits".to_string(), logits.clone())];
         tensors.extend(result.taps.iter().cloned());
         let meta = BTreeMap::from([
-            ("model".to_string(), loaded.source.clone()),
+            ("model".to_string(), source.clone()),
             ("precision".to_string(), report.precision.clone()),
         ]);
         incept_safetensors::write(path, &tensors, &meta)?;
