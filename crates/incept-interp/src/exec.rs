@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::conv::conv2d;
+use crate::kernels::conv::{Weights, conv2d};
 use crate::kernels::gemm::{MatRef, matmul};
 use crate::kernels::pool::{adaptive_avg_pool2d, pool2d};
 use crate::plan::{Plan, Slot, Step};
@@ -112,6 +112,7 @@ pub fn execute<T: Float>(
             Step::Conv {
                 geom,
                 weight,
+                packed,
                 epilogue,
                 input,
                 output,
@@ -122,7 +123,11 @@ pub fn execute<T: Float>(
                         .lock()
                         .map(|mut p| p.pop().unwrap_or_default())
                         .unwrap_or_default();
-                    conv2d(geom, x, weight, epilogue, y, &mut s, gemm_threads);
+                    let w = match packed {
+                        Some(p) => Weights::Packed(p),
+                        None => Weights::Plain(weight),
+                    };
+                    conv2d(geom, x, w, epilogue, y, &mut s, gemm_threads);
                     if let Ok(mut p) = scratch.lock() {
                         p.push(s);
                     }

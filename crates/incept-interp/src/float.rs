@@ -32,6 +32,11 @@ pub trait Float:
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor>;
     /// The tensor's elements converted to this type, rounding to nearest.
     fn from_tensor(t: &Tensor) -> Vec<Self>;
+    /// This slice as `f32` when `Self` is `f32`: the hand-written kernels
+    /// are float32 only, and the float64 oracle keeps the generic path.
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    /// Mutable [`Float::as_f32`].
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Float for f32 {
@@ -56,6 +61,12 @@ impl Float for f32 {
             _ => t.to_f64_vec().into_iter().map(|x| x as f32).collect(),
         }
     }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Float for f64 {
@@ -76,5 +87,11 @@ impl Float for f64 {
     }
     fn from_tensor(t: &Tensor) -> Vec<Self> {
         t.to_f64_vec()
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }

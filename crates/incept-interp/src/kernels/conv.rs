@@ -6,6 +6,16 @@ use rayon::prelude::*;
 use crate::float::Float;
 use crate::kernels::eltwise::Epilogue;
 use crate::kernels::gemm::{MatRef, matmul};
+use crate::kernels::sgemm::{self, PackedWeights};
+
+/// A convolution's weights as the kernels take them.
+#[derive(Clone, Copy, Debug)]
+pub enum Weights<'a, T> {
+    /// `[O, C/groups·kh·kw]` row-major, for the `gemm` crate.
+    Plain(&'a [T]),
+    /// Packed for the AVX-512 kernel (float32, one group).
+    Packed(&'a PackedWeights),
+}
 
 /// Geometry of a convolution, fixed at plan time.
 #[derive(Clone, Debug)]
@@ -56,6 +66,35 @@ const K_BLOCK: usize = 128;
 /// Elements of im2col scratch to aim for per band of output rows.
 const SCRATCH_ELEMS: usize = 1 << 20;
 
+/// `dst[og, tn] (rows n apart) = w[og, k] × cols[k, tn]`, by the packed
+/// AVX-512 kernel when the weights are packed (its K blocks are
+/// [`sgemm::KC`] = [`K_BLOCK`] long), by the `gemm` crate otherwise.
+#[allow(clippy::too_many_arguments)]
+fn gemm_any<T: Float>(
+    dst: &mut [T],
+    dst_row_stride: usize,
+    w: Weights<'_, T>,
+    og: usize,
+    k: usize,
+    cols: &[T],
+    tn: usize,
+    threads: usize,
+) {
+    match w {
+        Weights::Plain(w) => gemm_k_blocked(dst, dst_row_stride, w, og, k, cols, tn, threads),
+        Weights::Packed(p) => {
+            assert!(
+                p.rows() == og && p.k() == k,
+                "conv: packed weights of another shape"
+            );
+            let (Some(d), Some(b)) = (T::as_f32_mut(dst), T::as_f32(cols)) else {
+                unreachable!("weights are packed only for float32");
+            };
+            sgemm::gemm(d, dst_row_stride, p, b, tn, tn, threads);
+        }
+    }
+}
+
 /// `dst[og, tn] (rows n apart) = w[og, k] × cols[k, tn]`, in K blocks of [`K_BLOCK`].
 #[allow(clippy::too_many_arguments)]
 fn gemm_k_blocked<T: Float>(
@@ -92,7 +131,7 @@ fn gemm_k_blocked<T: Float>(
 pub fn conv2d<T: Float>(
     g: &ConvGeom,
     input: &[T],
-    weight: &[T],
+    weight: Weights<'_, T>,
     epilogue: &Epilogue<T>,
     out: &mut [T],
     scratch: &mut Vec<T>,
@@ -103,11 +142,20 @@ pub fn conv2d<T: Float>(
     let og = g.o / g.groups;
     let cg = g.c / g.groups;
     for grp in 0..g.groups {
-        let w = &weight[grp * og * k..(grp + 1) * og * k];
+        let w = match weight {
+            Weights::Plain(w) => Weights::Plain(&w[grp * og * k..(grp + 1) * og * k]),
+            Weights::Packed(p) => {
+                assert_eq!(
+                    g.groups, 1,
+                    "conv: packed weights for a grouped convolution"
+                );
+                Weights::Packed(p)
+            }
+        };
         let x = &input[grp * cg * g.h * g.w..(grp + 1) * cg * g.h * g.w];
         let dst = &mut out[grp * og * n..(grp + 1) * og * n];
         if g.is_pointwise() {
-            gemm_k_blocked(dst, n, w, og, k, x, n, threads);
+            gemm_any(dst, n, w, og, k, x, n, threads);
         } else {
             // im2col a band of output rows at a time, so the scratch matrix stays
             // small (a few MiB) even for the 147x147 layers.
@@ -118,7 +166,7 @@ pub fn conv2d<T: Float>(
                 let tn = (oh1 - oh0) * g.ow;
                 scratch.resize(k * tn, T::ZERO);
                 im2col(g, cg, x, &mut scratch[..k * tn], (oh0, oh1), threads);
-                gemm_k_blocked(&mut dst[oh0 * g.ow..], n, w, og, k, scratch, tn, threads);
+                gemm_any(&mut dst[oh0 * g.ow..], n, w, og, k, scratch, tn, threads);
                 oh0 = oh1;
             }
         }
@@ -262,7 +310,15 @@ mod tests {
             .collect();
         let mut out = vec![0.0; o * oh * ow];
         let mut scratch = Vec::new();
-        conv2d(&g, &x, &wt, &Epilogue::none(), &mut out, &mut scratch, 1);
+        conv2d(
+            &g,
+            &x,
+            Weights::Plain(&wt),
+            &Epilogue::none(),
+            &mut out,
+            &mut scratch,
+            1,
+        );
         // Integer-valued data: every product and sum is exact in f64.
         assert_eq!(out, naive(&g, &x, &wt), "{g:?}");
     }
