@@ -78,6 +78,174 @@ fn per_image<T: Float>(
     }
 }
 
+/// Runs one step over the whole batch.
+fn run_step<T: Float>(
+    step: &Step<T>,
+    arena: &mut Arena<T>,
+    batch: usize,
+    threads: usize,
+    par_images: bool,
+    gemm_threads: usize,
+    timings: Option<&mut Vec<f64>>,
+) {
+    let started = timings.as_ref().map(|_| std::time::Instant::now());
+    let Arena {
+        buffers, scratch, ..
+    } = &mut *arena;
+    let scratch: &Mutex<Vec<Vec<T>>> = scratch;
+    match step {
+        Step::Conv { input, output, .. }
+        | Step::Channel { input, output, .. }
+        | Step::Pool { input, output, .. }
+        | Step::Adaptive { input, output, .. } => {
+            per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
+                image_step(step, x, y, scratch, gemm_threads);
+            });
+        }
+        Step::Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+            input,
+            output,
+        } => {
+            // Rows to f64, one f64 GEMM, then a single rounding to T.
+            let src = &buffers[input.buf];
+            let mut x = Vec::with_capacity(batch * in_features);
+            for n in 0..batch {
+                x.extend(image(src, *input, n).iter().map(|v| v.to_f64()));
+            }
+            let lhs = MatRef::row_major(&x, batch, *in_features);
+            let rhs = MatRef::row_major(weight, *out_features, *in_features).t();
+            let mut y = vec![0f64; batch * out_features];
+            matmul(&mut y, *out_features, lhs, rhs, false, threads);
+            let dst = &mut buffers[output.buf];
+            for n in 0..batch {
+                let row = &mut dst[n * output.stride + output.offset..][..*out_features];
+                let acc = &y[n * out_features..(n + 1) * out_features];
+                for (k, (r, a)) in row.iter_mut().zip(acc).enumerate() {
+                    *r = T::from_f64(a + bias.as_ref().map_or(0.0, |b| b[k]));
+                }
+            }
+        }
+        Step::Copy { parts } => {
+            for (from, to) in parts {
+                per_image(buffers, *from, *to, batch, false, |x, y, _| {
+                    y.copy_from_slice(x)
+                });
+            }
+        }
+    }
+    if let (Some(t), Some(start)) = (timings, started) {
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
+/// One image of a step that reads and writes one slot (see [`Step::io`]).
+fn image_step<T: Float>(
+    step: &Step<T>,
+    x: &[T],
+    y: &mut [T],
+    scratch: &Mutex<Vec<Vec<T>>>,
+    threads: usize,
+) {
+    match step {
+        Step::Conv {
+            geom,
+            weight,
+            packed,
+            epilogue,
+            ..
+        } => {
+            // Scratch outlives the step: im2col buffers are reused across layers and runs.
+            let mut s = scratch
+                .lock()
+                .map(|mut p| p.pop().unwrap_or_default())
+                .unwrap_or_default();
+            let w = match packed {
+                Some(p) => Weights::Packed(p),
+                None => Weights::Plain(weight),
+            };
+            conv2d(geom, x, w, epilogue, y, &mut s, threads);
+            if let Ok(mut p) = scratch.lock() {
+                p.push(s);
+            }
+        }
+        Step::Channel {
+            epilogue, plane, ..
+        } => {
+            y.copy_from_slice(x);
+            epilogue.apply(y, *plane, 1);
+        }
+        Step::Pool { geom, .. } => pool2d(geom, x, y, threads),
+        Step::Adaptive { c, hw, ohw, .. } => adaptive_avg_pool2d(*c, *hw, *ohw, x, y),
+        Step::Linear { .. } | Step::Copy { .. } => {
+            unreachable!("image_step: Linear and Copy read no single slot")
+        }
+    }
+}
+
+/// Runs the steps of one concurrent level on image 0 at the same time.
+/// Returns false (having run nothing) if the slots do not split into
+/// disjoint views, which the plan rules out; the caller then runs the steps
+/// in order.
+fn run_level<T: Float>(
+    steps: &[Step<T>],
+    buffers: &mut [Vec<T>],
+    scratch: &Mutex<Vec<Vec<T>>>,
+    threads: usize,
+) -> bool {
+    let Some(io) = steps.iter().map(Step::io).collect::<Option<Vec<_>>>() else {
+        return false;
+    };
+    let mut ins: Vec<Option<&[T]>> = vec![None; io.len()];
+    let mut outs: Vec<Option<&mut [T]>> = (0..io.len()).map(|_| None).collect();
+    for (b, buf) in buffers.iter_mut().enumerate() {
+        let mut writers: Vec<usize> = (0..io.len()).filter(|&i| io[i].1.buf == b).collect();
+        if writers.is_empty() {
+            let buf: &[T] = buf;
+            for (i, (x, _)) in io.iter().enumerate().filter(|(_, (x, _))| x.buf == b) {
+                ins[i] = buf.get(x.offset..x.offset + x.len);
+            }
+            continue;
+        }
+        if io.iter().any(|(x, _)| x.buf == b) {
+            return false;
+        }
+        // Carve the written ranges out in offset order (the plan made them disjoint).
+        writers.sort_by_key(|&i| io[i].1.offset);
+        let mut rest: &mut [T] = buf;
+        let mut pos = 0;
+        for i in writers {
+            let o = io[i].1;
+            let Some(skip) = o.offset.checked_sub(pos) else {
+                return false;
+            };
+            if rest.len() < skip + o.len {
+                return false;
+            }
+            let (mine, tail) = std::mem::take(&mut rest)[skip..].split_at_mut(o.len);
+            outs[i] = Some(mine);
+            rest = tail;
+            pos = o.offset + o.len;
+        }
+    }
+    type Job<'a, T> = (&'a Step<T>, &'a [T], &'a mut [T]);
+    let jobs: Option<Vec<Job<'_, T>>> = steps
+        .iter()
+        .zip(ins)
+        .zip(outs)
+        .map(|((s, x), y)| Some((s, x?, y?)))
+        .collect();
+    let Some(jobs) = jobs else {
+        return false;
+    };
+    jobs.into_par_iter()
+        .for_each(|(s, x, y)| image_step(s, x, y, scratch, threads));
+    true
+}
+
 /// Runs `plan` on `input` (`batch` images, contiguous) and returns every
 /// result slot's data, contiguous per result.
 pub fn execute<T: Float>(
@@ -102,105 +270,29 @@ pub fn execute<T: Float>(
     // them; otherwise one image at a time with a multi-threaded GEMM.
     let par_images = threads > 1 && batch >= threads;
     let gemm_threads = if par_images { 1 } else { threads };
-    for step in &plan.steps {
-        let started = timings.as_ref().map(|_| std::time::Instant::now());
-        let Arena {
-            buffers, scratch, ..
-        } = &mut *arena;
-        let scratch: &Mutex<Vec<Vec<T>>> = scratch;
-        match step {
-            Step::Conv {
-                geom,
-                weight,
-                packed,
-                epilogue,
-                input,
-                output,
-            } => {
-                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    // Scratch outlives the step: im2col buffers are reused across layers and runs.
-                    let mut s = scratch
-                        .lock()
-                        .map(|mut p| p.pop().unwrap_or_default())
-                        .unwrap_or_default();
-                    let w = match packed {
-                        Some(p) => Weights::Packed(p),
-                        None => Weights::Plain(weight),
-                    };
-                    conv2d(geom, x, w, epilogue, y, &mut s, gemm_threads);
-                    if let Ok(mut p) = scratch.lock() {
-                        p.push(s);
-                    }
-                });
-            }
-            Step::Channel {
-                epilogue,
-                plane,
-                input,
-                output,
-            } => {
-                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    y.copy_from_slice(x);
-                    epilogue.apply(y, *plane, 1);
-                });
-            }
-            Step::Pool {
-                geom,
-                input,
-                output,
-            } => {
-                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    pool2d(geom, x, y, gemm_threads)
-                });
-            }
-            Step::Adaptive {
-                c,
-                hw,
-                ohw,
-                input,
-                output,
-            } => {
-                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    adaptive_avg_pool2d(*c, *hw, *ohw, x, y);
-                });
-            }
-            Step::Linear {
-                weight,
-                bias,
-                in_features,
-                out_features,
-                input,
-                output,
-            } => {
-                // Rows to f64, one f64 GEMM, then a single rounding to T.
-                let src = &buffers[input.buf];
-                let mut x = Vec::with_capacity(batch * in_features);
-                for n in 0..batch {
-                    x.extend(image(src, *input, n).iter().map(|v| v.to_f64()));
-                }
-                let lhs = MatRef::row_major(&x, batch, *in_features);
-                let rhs = MatRef::row_major(weight, *out_features, *in_features).t();
-                let mut y = vec![0f64; batch * out_features];
-                matmul(&mut y, *out_features, lhs, rhs, false, threads);
-                let dst = &mut buffers[output.buf];
-                for n in 0..batch {
-                    let row = &mut dst[n * output.stride + output.offset..][..*out_features];
-                    let acc = &y[n * out_features..(n + 1) * out_features];
-                    for (k, (r, a)) in row.iter_mut().zip(acc).enumerate() {
-                        *r = T::from_f64(a + bias.as_ref().map_or(0.0, |b| b[k]));
-                    }
-                }
-            }
-            Step::Copy { parts } => {
-                for (from, to) in parts {
-                    per_image(buffers, *from, *to, batch, false, |x, y, _| {
-                        y.copy_from_slice(x)
-                    });
-                }
+    // One image and several threads: the steps of a level (a Mixed block's
+    // branches) run at the same time, each free to split its own work too,
+    // so rayon balances unequal branches. Profiling times steps one by one.
+    let by_level = batch == 1 && threads > 1 && timings.is_none();
+    for (range, concurrent) in &plan.levels {
+        if by_level && *concurrent {
+            let Arena {
+                buffers, scratch, ..
+            } = &mut *arena;
+            if run_level(&plan.steps[range.clone()], buffers, scratch, threads) {
+                continue;
             }
         }
-        if let (Some(t), Some(start)) = (timings.as_deref_mut(), started) {
-            t.push(start.elapsed().as_secs_f64() * 1e3);
+        for step in &plan.steps[range.clone()] {
+            run_step(
+                step,
+                arena,
+                batch,
+                threads,
+                par_images,
+                gemm_threads,
+                timings.as_deref_mut(),
+            );
         }
     }
     plan.results

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::float::Float;
 use crate::kernels::eltwise::Epilogue;
 use crate::kernels::gemm::{MatRef, matmul};
-use crate::kernels::sgemm::{self, PackedWeights};
+use crate::kernels::sgemm::{self, Dense, PackedWeights};
 
 /// A convolution's weights as the kernels take them.
 #[derive(Clone, Copy, Debug)]
@@ -66,35 +66,6 @@ const K_BLOCK: usize = 128;
 /// Elements of im2col scratch to aim for per band of output rows.
 const SCRATCH_ELEMS: usize = 1 << 20;
 
-/// `dst[og, tn] (rows n apart) = w[og, k] × cols[k, tn]`, by the packed
-/// AVX-512 kernel when the weights are packed (its K blocks are
-/// [`sgemm::KC`] = [`K_BLOCK`] long), by the `gemm` crate otherwise.
-#[allow(clippy::too_many_arguments)]
-fn gemm_any<T: Float>(
-    dst: &mut [T],
-    dst_row_stride: usize,
-    w: Weights<'_, T>,
-    og: usize,
-    k: usize,
-    cols: &[T],
-    tn: usize,
-    threads: usize,
-) {
-    match w {
-        Weights::Plain(w) => gemm_k_blocked(dst, dst_row_stride, w, og, k, cols, tn, threads),
-        Weights::Packed(p) => {
-            assert!(
-                p.rows() == og && p.k() == k,
-                "conv: packed weights of another shape"
-            );
-            let (Some(d), Some(b)) = (T::as_f32_mut(dst), T::as_f32(cols)) else {
-                unreachable!("weights are packed only for float32");
-            };
-            sgemm::gemm(d, dst_row_stride, p, b, tn, tn, threads);
-        }
-    }
-}
-
 /// `dst[og, tn] (rows n apart) = w[og, k] × cols[k, tn]`, in K blocks of [`K_BLOCK`].
 #[allow(clippy::too_many_arguments)]
 fn gemm_k_blocked<T: Float>(
@@ -141,21 +112,49 @@ pub fn conv2d<T: Float>(
     let k = g.k();
     let og = g.o / g.groups;
     let cg = g.c / g.groups;
-    for grp in 0..g.groups {
-        let w = match weight {
-            Weights::Plain(w) => Weights::Plain(&w[grp * og * k..(grp + 1) * og * k]),
-            Weights::Packed(p) => {
-                assert_eq!(
-                    g.groups, 1,
-                    "conv: packed weights for a grouped convolution"
-                );
-                Weights::Packed(p)
+    let weight = match weight {
+        Weights::Plain(w) => w,
+        Weights::Packed(p) => {
+            assert!(
+                g.groups == 1 && p.rows() == g.o && p.k() == k,
+                "conv: packed weights of another shape"
+            );
+            if g.is_pointwise() {
+                let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
+                    unreachable!("weights are packed only for float32");
+                };
+                sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, threads);
+            } else {
+                // Banded im2col as below. (Unfolding each `kc × NR` block
+                // straight into the kernel's buffer was tried: the per-block
+                // index work cost more than the scratch round trip saved.)
+                let band = (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh);
+                let mut oh0 = 0;
+                while oh0 < g.oh {
+                    let oh1 = (oh0 + band).min(g.oh);
+                    let tn = (oh1 - oh0) * g.ow;
+                    scratch.resize(k * tn, T::ZERO);
+                    im2col(g, cg, input, &mut scratch[..k * tn], (oh0, oh1), threads);
+                    let (Some(b), Some(y)) = (
+                        T::as_f32(&scratch[..k * tn]),
+                        T::as_f32_mut(&mut out[oh0 * g.ow..]),
+                    ) else {
+                        unreachable!("weights are packed only for float32");
+                    };
+                    sgemm::gemm(y, n, p, &Dense { b, ldb: tn }, tn, threads);
+                    oh0 = oh1;
+                }
             }
-        };
+            epilogue.apply_from(out, n, 0, threads);
+            return;
+        }
+    };
+    for grp in 0..g.groups {
+        let w = &weight[grp * og * k..(grp + 1) * og * k];
         let x = &input[grp * cg * g.h * g.w..(grp + 1) * cg * g.h * g.w];
         let dst = &mut out[grp * og * n..(grp + 1) * og * n];
         if g.is_pointwise() {
-            gemm_any(dst, n, w, og, k, x, n, threads);
+            gemm_k_blocked(dst, n, w, og, k, x, n, threads);
         } else {
             // im2col a band of output rows at a time, so the scratch matrix stays
             // small (a few MiB) even for the 147x147 layers.
@@ -166,7 +165,7 @@ pub fn conv2d<T: Float>(
                 let tn = (oh1 - oh0) * g.ow;
                 scratch.resize(k * tn, T::ZERO);
                 im2col(g, cg, x, &mut scratch[..k * tn], (oh0, oh1), threads);
-                gemm_any(&mut dst[oh0 * g.ow..], n, w, og, k, scratch, tn, threads);
+                gemm_k_blocked(&mut dst[oh0 * g.ow..], n, w, og, k, scratch, tn, threads);
                 oh0 = oh1;
             }
         }
@@ -320,7 +319,28 @@ mod tests {
             1,
         );
         // Integer-valued data: every product and sum is exact in f64.
-        assert_eq!(out, naive(&g, &x, &wt), "{g:?}");
+        let want = naive(&g, &x, &wt);
+        assert_eq!(out, want, "{g:?}");
+        // The packed float32 path (exact too: sums stay below 2^24).
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let w32: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
+        if let (1, Some(p)) = (groups, PackedWeights::new(&w32, o, g.k())) {
+            for threads in [1, 2] {
+                let mut out32 = vec![f32::NAN; o * oh * ow];
+                let mut scratch = Vec::new();
+                conv2d(
+                    &g,
+                    &x32,
+                    Weights::Packed(&p),
+                    &Epilogue::none(),
+                    &mut out32,
+                    &mut scratch,
+                    threads,
+                );
+                let got: Vec<f64> = out32.iter().map(|&v| f64::from(v)).collect();
+                assert_eq!(got, want, "packed, {threads} threads, {g:?}");
+            }
+        }
     }
 
     #[test]
@@ -334,5 +354,9 @@ mod tests {
         check(2, 5, 5, 3, [3, 3], [3, 3], [1, 1, 1, 1], [1, 1], 1);
         // Wide enough that im2col runs in bands of one output row.
         check(64, 3, 2000, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1);
+        // Column panels that straddle output rows, K past one block, stride 2.
+        check(20, 23, 21, 13, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1);
+        check(16, 31, 29, 7, [5, 5], [2, 2], [2, 1, 2, 1], [1, 1], 1);
+        check(40, 17, 17, 9, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1], 1);
     }
 }

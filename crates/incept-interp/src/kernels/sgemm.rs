@@ -87,118 +87,173 @@ pub fn available() -> bool {
     }
 }
 
-/// `dst[rows, n] = a × b[k, n]`, `dst` rows `ldc` apart and `b` rows `ldb`
-/// apart. With several threads, row tiles are split between them.
+/// The right-hand matrix `[k, n]` of a product, handed to the kernel one
+/// `kc × ncols` block at a time.
+pub trait Rhs: Sync {
+    /// Rows `k0..k0 + kc`, columns `j0..j0 + ncols` (`ncols ≤ NR`, `kc ≤ KC`)
+    /// as `(data, ldb)`: element `(kk, j)` at `data[kk·ldb + j]`. `buf` holds
+    /// `KC·NR` floats for implementations that pack the block.
+    fn block<'s>(
+        &'s self,
+        k0: usize,
+        kc: usize,
+        j0: usize,
+        ncols: usize,
+        buf: &'s mut [f32],
+    ) -> (&'s [f32], usize);
+}
+
+/// A row-major matrix already in memory, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct Dense<'a> {
+    /// Elements.
+    pub b: &'a [f32],
+    /// Distance between rows.
+    pub ldb: usize,
+}
+
+impl Rhs for Dense<'_> {
+    fn block<'s>(
+        &'s self,
+        k0: usize,
+        _: usize,
+        j0: usize,
+        _: usize,
+        _: &'s mut [f32],
+    ) -> (&'s [f32], usize) {
+        (&self.b[k0 * self.ldb + j0..], self.ldb)
+    }
+}
+
+/// `dst[rows, n] = a × rhs[k, n]`, `dst` rows `ldc` apart.
 ///
-/// Panics if a view reaches past its slice (a bug check: callers size every
-/// buffer from the validated graph).
-pub fn gemm(
+/// With several threads, wide products are split by column panels (each
+/// thread packs only its own part of `rhs`), narrow ones by row tiles.
+/// Panics if `dst` is too small (a bug check: callers size every buffer
+/// from the validated graph).
+pub fn gemm<R: Rhs>(
     dst: &mut [f32],
     ldc: usize,
     a: &PackedWeights,
-    b: &[f32],
-    ldb: usize,
+    rhs: &R,
     n: usize,
     threads: usize,
 ) {
-    let (rows, k) = (a.rows, a.k);
     if n == 0 {
         return;
     }
-    assert!(
-        ldc >= n && ldb >= n,
-        "sgemm: row strides shorter than a row"
-    );
-    let c_len = (rows - 1) * ldc + n;
-    let b_len = (k - 1) * ldb + n;
+    assert!(ldc >= n, "sgemm: row stride shorter than a row");
+    let c_len = (a.rows - 1) * ldc + n;
     assert!(dst.len() >= c_len, "sgemm: destination too small");
-    assert!(b.len() >= b_len, "sgemm: rhs out of bounds");
-    let dst = &mut dst[..c_len];
-    let b = &b[..b_len];
-    // Row tiles per thread: contiguous runs, so each thread's rows are one slice.
-    let per = a.tiles.div_ceil(threads.max(1));
-    if threads > 1 && a.tiles > 1 {
-        dst.par_chunks_mut(per * MR * ldc)
-            .enumerate()
-            .for_each(|(i, c)| tiles(c, ldc, a, i * per, b, ldb, n));
+    let threads = threads.max(1);
+    let panels = n.div_ceil(NR);
+    // Parts: (first row tile, first column, rows of the part as slices of its columns).
+    let mut parts: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::new();
+    let rows = dst[..c_len].chunks_mut(ldc).map(|r| &mut r[..n]);
+    if threads > 1 && panels >= 4 * threads {
+        let per = panels.div_ceil(threads) * NR;
+        let starts: Vec<usize> = (0..n).step_by(per).collect();
+        parts = starts
+            .iter()
+            .map(|&j| (0, j, Vec::with_capacity(a.rows)))
+            .collect();
+        for mut row in rows {
+            for part in &mut parts {
+                let (mine, rest) = row.split_at_mut(per.min(row.len()));
+                part.2.push(mine);
+                row = rest;
+            }
+        }
     } else {
-        tiles(dst, ldc, a, 0, b, ldb, n);
+        let per = a.tiles.div_ceil(threads) * MR;
+        for (i, row) in rows.enumerate() {
+            if i % per == 0 {
+                parts.push((i / MR, 0, Vec::with_capacity(per)));
+            }
+            if let Some(p) = parts.last_mut() {
+                p.2.push(row);
+            }
+        }
+    }
+    if parts.len() > 1 {
+        parts
+            .into_par_iter()
+            .for_each(|(t0, j0, mut c)| part(a, rhs, t0, j0, &mut c));
+    } else if let Some((t0, j0, mut c)) = parts.pop() {
+        part(a, rhs, t0, j0, &mut c);
     }
 }
 
-/// Row tiles `t0..` of `a` that fit in `c` (whose first row is row `t0·MR`),
-/// over all columns: per column panel, per K block, per row tile, so the
-/// panel's `kc × NR` part of `b` stays in L1 while the weights stream.
-fn tiles(c: &mut [f32], ldc: usize, a: &PackedWeights, t0: usize, b: &[f32], ldb: usize, n: usize) {
-    // Rows of `c` present: whole rows `ldc` apart plus a last row of `n`.
-    let c_rows = (c.len() - n) / ldc + 1;
-    let t_end = a.tiles.min(t0 + c_rows.div_ceil(MR));
-    let mut j0 = 0;
-    while j0 < n {
-        let ncols = NR.min(n - j0);
+/// One part of the product: rows `t0·MR..` (as many as `c` holds), columns
+/// `j0..j0 + c[0].len()`. Per column panel, per K block, per row tile, so the
+/// panel's `kc × NR` block of `rhs` stays in L1 while the weights stream.
+fn part<R: Rhs>(a: &PackedWeights, rhs: &R, t0: usize, j0: usize, c: &mut [&mut [f32]]) {
+    let width = c.first().map_or(0, |r| r.len());
+    let mut buf = vec![0f32; KC * NR];
+    let mut p0 = 0;
+    while p0 < width {
+        let ncols = NR.min(width - p0);
         let mut k0 = 0;
         while k0 < a.k {
             let kc = KC.min(a.k - k0);
-            for t in t0..t_end {
-                let r0 = (t - t0) * MR;
-                let rows = MR.min(c_rows - r0).min(a.rows - t * MR);
-                micro(
-                    a.block(k0, t),
-                    &b[k0 * ldb + j0..],
-                    kc,
-                    ldb,
-                    &mut c[r0 * ldc + j0..],
-                    ldc,
-                    rows,
-                    ncols,
-                    k0 > 0,
-                );
+            let (b, ldb) = rhs.block(k0, kc, j0 + p0, ncols, &mut buf);
+            for (i, tile) in c.chunks_mut(MR).enumerate() {
+                micro(a.block(k0, t0 + i), b, kc, ldb, tile, p0, ncols, k0 > 0);
             }
             k0 += kc;
         }
-        j0 += ncols;
+        p0 += ncols;
     }
 }
 
-/// One micro-tile: `c[rows, ncols] (+)= a[kc × MR packed] × b[kc, ncols]`.
+/// One micro-tile: `c[r][p0..p0 + ncols] (+)= a[kc × MR packed] × b[kc, ncols]`
+/// for each row `r` of `c` (at most `MR`).
 #[allow(clippy::too_many_arguments)]
 fn micro(
     a: &[f32],
     b: &[f32],
     kc: usize,
     ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    rows: usize,
+    c: &mut [&mut [f32]],
+    p0: usize,
     ncols: usize,
     accumulate: bool,
 ) {
+    let rows = c.len();
     assert!(kc > 0 && rows > 0 && rows <= MR && ncols > 0 && ncols <= NR);
     assert!(a.len() >= kc * MR, "sgemm: packed block too short");
     assert!(
         b.len() >= (kc - 1) * ldb + ncols,
         "sgemm: rhs block out of bounds"
     );
-    assert!(
-        c.len() >= (rows - 1) * ldc + ncols,
-        "sgemm: tile out of bounds"
-    );
+    let mut cp = [std::ptr::null_mut::<f32>(); MR];
+    for (p, row) in cp.iter_mut().zip(c.iter_mut()) {
+        *p = row[p0..p0 + ncols].as_mut_ptr();
+    }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `PackedWeights` exists only when AVX-512F was detected (the
-    // only way to reach here); the asserts above prove that every element
-    // the kernel reads (a[kk·MR + r], b[kk·ldb + j] for kk < kc, r < MR,
-    // j < ncols) and writes (c[r·ldc + j], r < rows, j < ncols) lies inside
-    // its slice; lanes at or past `ncols` are masked off, so they are never
-    // touched; `c` is borrowed mutably, so it aliases neither `a` nor `b`.
+    // only way to reach here); the asserts and slicing above prove that every
+    // element the kernel reads (a[kk·MR + r], b[kk·ldb + j] for kk < kc,
+    // r < MR, j < ncols) and writes (cp[r][j], r < rows, j < ncols) lies
+    // inside its slice; lanes at or past `ncols` are masked off, so they are
+    // never touched; the rows of `c` are distinct mutable borrows, so they
+    // alias neither each other nor `a` and `b`.
     #[allow(unsafe_code)]
     unsafe {
-        avx512::kernel(
+        // As few 16-lane vectors as the columns need: the ragged last panel
+        // of a 17x17 layer (289 = 4·64 + 33) then costs 3 vectors, not 4.
+        let kernel = match ncols.div_ceil(16) {
+            1 => avx512::kernel::<1>,
+            2 => avx512::kernel::<2>,
+            3 => avx512::kernel::<3>,
+            _ => avx512::kernel::<4>,
+        };
+        kernel(
             a.as_ptr(),
             b.as_ptr(),
             kc,
             ldb,
-            c.as_mut_ptr(),
-            ldc,
+            &cp,
             rows,
             ncols,
             accumulate,
@@ -213,9 +268,9 @@ mod avx512 {
 
     use super::MR;
 
-    /// Lane masks of the four 16-lane vectors covering `ncols` columns.
-    fn masks(ncols: usize) -> [__mmask16; 4] {
-        let mut m = [0; 4];
+    /// Lane masks of the `NV` 16-lane vectors covering `ncols` columns.
+    fn masks<const NV: usize>(ncols: usize) -> [__mmask16; NV] {
+        let mut m = [0; NV];
         for (v, mv) in m.iter_mut().enumerate() {
             let left = ncols.saturating_sub(16 * v).min(16);
             *mv = ((1u32 << left) - 1) as __mmask16;
@@ -223,22 +278,21 @@ mod avx512 {
         m
     }
 
-    /// The 6×64 register tile: 24 accumulators, one broadcast weight and
-    /// four vectors of `b` per K index.
+    /// The 6×(16·NV) register tile: up to 24 accumulators, one broadcast
+    /// weight and `NV` vectors of `b` per K index.
     ///
     /// # Safety
     /// AVX-512F is available; `a` holds `kc·MR` floats; `b[kk·ldb + j]` is
-    /// readable and `c[r·ldc + j]` writable for `kk < kc`, `r < rows`,
-    /// `j < ncols`, with `1 ≤ ncols ≤ 64`, `1 ≤ rows ≤ MR`.
+    /// readable and `c[r][j]` writable for `kk < kc`, `r < rows`,
+    /// `j < ncols`, with `1 ≤ ncols ≤ 16·NV`, `1 ≤ rows ≤ MR`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn kernel(
+    pub unsafe fn kernel<const NV: usize>(
         a: *const f32,
         b: *const f32,
         kc: usize,
         ldb: usize,
-        c: *mut f32,
-        ldc: usize,
+        c: &[*mut f32; MR],
         rows: usize,
         ncols: usize,
         accumulate: bool,
@@ -246,18 +300,16 @@ mod avx512 {
         // SAFETY: the contract above: every pointer offset stays inside the
         // caller's slices for unmasked lanes, and the target feature is present.
         unsafe {
-            let m = masks(ncols);
-            let mut acc = [[_mm512_setzero_ps(); 4]; MR];
+            let m = masks::<NV>(ncols);
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
             for kk in 0..kc {
                 // wrapping_add: lanes past `ncols` are masked, and their
                 // addresses may lie past the slice (never dereferenced).
                 let bp = b.wrapping_add(kk * ldb);
-                let bv = [
-                    _mm512_maskz_loadu_ps(m[0], bp),
-                    _mm512_maskz_loadu_ps(m[1], bp.wrapping_add(16)),
-                    _mm512_maskz_loadu_ps(m[2], bp.wrapping_add(32)),
-                    _mm512_maskz_loadu_ps(m[3], bp.wrapping_add(48)),
-                ];
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm512_maskz_loadu_ps(m[v], bp.wrapping_add(16 * v));
+                }
                 let ap = a.add(kk * MR);
                 for (r, row) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*ap.add(r));
@@ -270,7 +322,7 @@ mod avx512 {
                 if r >= rows {
                     break;
                 }
-                let cp = c.wrapping_add(r * ldc);
+                let cp = c[r];
                 for (v, x) in row.iter().enumerate() {
                     let p = cp.wrapping_add(16 * v);
                     let y = if accumulate {
@@ -302,13 +354,17 @@ mod tests {
             (7, 129, 65, 70, 66, 1),
             (32, 300, 150, 150, 150, 2),
             (13, 27, 17, 20, 17, 2),
+            (8, 130, 45, 45, 50, 1),
+            (12, 300, 289, 289, 289, 2),
+            (6, 50, 600, 600, 600, 2),
+            (7, 129, 700, 710, 705, 2),
             (5, 257, 200, 200, 201, 3),
         ] {
             let w: Vec<f32> = (0..rows * k).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
             let b: Vec<f32> = (0..k * ldb).map(|i| ((i * 11) % 7) as f32 - 3.0).collect();
             let p = PackedWeights::new(&w, rows, k).expect("avx512");
             let mut c = vec![-7.0f32; rows * ldc];
-            gemm(&mut c, ldc, &p, &b, ldb, n, threads);
+            gemm(&mut c, ldc, &p, &Dense { b: &b, ldb }, n, threads);
             for r in 0..rows {
                 for j in 0..ldc {
                     let want = if j < n {
