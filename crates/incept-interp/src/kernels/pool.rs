@@ -145,6 +145,19 @@ fn pool_channels<T: Float>(
                     })
                 })
                 .collect();
+            // Outputs a..b whose windows are three whole consecutive columns
+            // (the interior of a 3-wide, stride-1 pooling): summed vectorised.
+            let interior = if g.kernel[1] == 3 && g.stride[1] == 1 {
+                let a = (0..g.ow)
+                    .find(|&ox| xs[ox].hi - xs[ox].lo == 3)
+                    .unwrap_or(g.ow);
+                let b = (a..g.ow)
+                    .find(|&ox| xs[ox].hi - xs[ox].lo != 3 || xs[ox].lo != xs[a].lo + (ox - a))
+                    .unwrap_or(g.ow);
+                (a, b)
+            } else {
+                (g.ow, g.ow)
+            };
             for c in 0..channels {
                 let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
                 let dst = &mut out[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
@@ -155,7 +168,22 @@ fn pool_channels<T: Float>(
                             *a += v.to_f64();
                         }
                     }
-                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r) {
+                    let (a, b) = interior;
+                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r).take(a) {
+                        let sum: f64 = cols[sx.lo..sx.hi].iter().sum();
+                        *d = T::from_f64(sum * r);
+                    }
+                    if b > a {
+                        // Three shifted slices instead of a window per output: vectorises.
+                        let lo = xs[a].lo;
+                        let (c0, c1, c2) = (&cols[lo..], &cols[lo + 1..], &cols[lo + 2..]);
+                        for ((((d, x0), x1), x2), r) in
+                            line[a..b].iter_mut().zip(c0).zip(c1).zip(c2).zip(&r[a..b])
+                        {
+                            *d = T::from_f64((x0 + x1 + x2) * r);
+                        }
+                    }
+                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r).skip(b.max(a)) {
                         let sum: f64 = cols[sx.lo..sx.hi].iter().sum();
                         *d = T::from_f64(sum * r);
                     }
