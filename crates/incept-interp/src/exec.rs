@@ -110,23 +110,26 @@ fn run_step<T: Float>(
             input,
             output,
         } => {
-            // Rows to f64, one f64 GEMM, then a single rounding to T.
             let src = &buffers[input.buf];
             let mut x = Vec::with_capacity(batch * in_features);
             for n in 0..batch {
-                x.extend(image(src, *input, n).iter().map(|v| v.to_f64()));
+                x.extend_from_slice(image(src, *input, n));
             }
-            let lhs = MatRef::row_major(&x, batch, *in_features);
-            let rhs = MatRef::row_major(weight, *out_features, *in_features).t();
-            let mut y = vec![0f64; batch * out_features];
-            matmul(&mut y, *out_features, lhs, rhs, false, threads);
+            let mut y = vec![T::ZERO; batch * out_features];
+            linear(
+                weight,
+                bias.as_deref(),
+                *in_features,
+                *out_features,
+                &x,
+                &mut y,
+                batch,
+                threads,
+            );
             let dst = &mut buffers[output.buf];
             for n in 0..batch {
-                let row = &mut dst[n * output.stride + output.offset..][..*out_features];
-                let acc = &y[n * out_features..(n + 1) * out_features];
-                for (k, (r, a)) in row.iter_mut().zip(acc).enumerate() {
-                    *r = T::from_f64(a + bias.as_ref().map_or(0.0, |b| b[k]));
-                }
+                dst[n * output.stride + output.offset..][..*out_features]
+                    .copy_from_slice(&y[n * out_features..(n + 1) * out_features]);
             }
         }
         Step::Copy { parts } => {
@@ -246,6 +249,97 @@ fn run_level<T: Float>(
     true
 }
 
+/// Calls `f(input, output)` on one image's views of two slots; when they
+/// share a buffer (a concatenation written in place), the input is copied.
+fn with_slots<T: Float>(
+    views: &mut [&mut [T]],
+    from: Slot,
+    to: Slot,
+    f: impl FnOnce(&[T], &mut [T]),
+) {
+    let src = from.offset..from.offset + from.len;
+    let dst = to.offset..to.offset + to.len;
+    if from.buf == to.buf {
+        let copied = views[from.buf][src].to_vec();
+        f(&copied, &mut views[to.buf][dst]);
+    } else if from.buf < to.buf {
+        let (a, b) = views.split_at_mut(to.buf);
+        f(&a[from.buf][src], &mut b[0][dst]);
+    } else {
+        let (a, b) = views.split_at_mut(from.buf);
+        f(&b[0][src], &mut a[to.buf][dst]);
+    }
+}
+
+/// Runs every step on one image whose part of buffer `b` is `views[b]`.
+/// Image-major order keeps an image's activations in L2 from one step to
+/// the next, where step-major order over a batch evicts them.
+fn run_image<T: Float>(
+    plan: &Plan<T>,
+    views: &mut [&mut [T]],
+    scratch: &Mutex<Vec<Vec<T>>>,
+    threads: usize,
+) {
+    for step in &plan.steps {
+        match step {
+            Step::Linear {
+                weight,
+                bias,
+                in_features,
+                out_features,
+                input,
+                output,
+            } => with_slots(views, *input, *output, |x, y| {
+                linear(
+                    weight,
+                    bias.as_deref(),
+                    *in_features,
+                    *out_features,
+                    x,
+                    y,
+                    1,
+                    threads,
+                );
+            }),
+            Step::Copy { parts } => {
+                for (from, to) in parts {
+                    with_slots(views, *from, *to, |x, y| y.copy_from_slice(x));
+                }
+            }
+            _ => {
+                if let Some((input, output)) = step.io() {
+                    with_slots(views, input, output, |x, y| {
+                        image_step(step, x, y, scratch, threads)
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `y = x · weightᵀ + bias` for `rows` rows: rows to f64, one f64 GEMM, then
+/// a single rounding to T.
+#[allow(clippy::too_many_arguments)]
+fn linear<T: Float>(
+    weight: &[f64],
+    bias: Option<&[f64]>,
+    in_features: usize,
+    out_features: usize,
+    x: &[T],
+    y: &mut [T],
+    rows: usize,
+    threads: usize,
+) {
+    let xs: Vec<f64> = x[..rows * in_features].iter().map(|v| v.to_f64()).collect();
+    let lhs = MatRef::row_major(&xs, rows, in_features);
+    let rhs = MatRef::row_major(weight, out_features, in_features).t();
+    let mut acc = vec![0f64; rows * out_features];
+    matmul(&mut acc, out_features, lhs, rhs, false, threads);
+    for (k, (r, a)) in y[..rows * out_features].iter_mut().zip(&acc).enumerate() {
+        *r = T::from_f64(a + bias.map_or(0.0, |b| b[k % out_features]));
+    }
+}
+
 /// Runs `plan` on `input` (`batch` images, contiguous) and returns every
 /// result slot's data, contiguous per result.
 pub fn execute<T: Float>(
@@ -254,7 +348,7 @@ pub fn execute<T: Float>(
     input: &[T],
     batch: usize,
     threads: usize,
-    mut timings: Option<&mut Vec<f64>>,
+    timings: Option<&mut Vec<f64>>,
 ) -> Vec<Vec<T>> {
     arena.prepare(plan, batch);
     let in_slot = plan.input;
@@ -274,6 +368,67 @@ pub fn execute<T: Float>(
     // branches) run at the same time, each free to split its own work too,
     // so rayon balances unequal branches. Profiling times steps one by one.
     let by_level = batch == 1 && threads > 1 && timings.is_none();
+    if batch > 1 && timings.is_none() {
+        let Arena {
+            buffers, scratch, ..
+        } = &mut *arena;
+        let scratch: &Mutex<Vec<Vec<T>>> = scratch;
+        let mut views: Vec<Vec<&mut [T]>> = (0..batch).map(|_| Vec::new()).collect();
+        for (buf, &len) in buffers.iter_mut().zip(&plan.buffers) {
+            let mut rest: &mut [T] = buf;
+            for v in &mut views {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                v.push(mine);
+                rest = tail;
+            }
+        }
+        if par_images {
+            views
+                .into_par_iter()
+                .for_each(|mut v| run_image(plan, &mut v, scratch, 1));
+        } else {
+            for mut v in views {
+                run_image(plan, &mut v, scratch, threads);
+            }
+        }
+    } else {
+        run_steps(
+            plan,
+            arena,
+            batch,
+            threads,
+            par_images,
+            gemm_threads,
+            by_level,
+            timings,
+        );
+    }
+    plan.results
+        .iter()
+        .map(|(_, _, s)| {
+            let buf = &arena.buffers[s.buf];
+            let mut out = Vec::with_capacity(s.len * batch);
+            for n in 0..batch {
+                out.extend_from_slice(image(buf, *s, n));
+            }
+            out
+        })
+        .collect()
+}
+
+/// Step-major execution: each step over the whole batch, or a level's steps
+/// at once (see `by_level`).
+#[allow(clippy::too_many_arguments)]
+fn run_steps<T: Float>(
+    plan: &Plan<T>,
+    arena: &mut Arena<T>,
+    batch: usize,
+    threads: usize,
+    par_images: bool,
+    gemm_threads: usize,
+    by_level: bool,
+    mut timings: Option<&mut Vec<f64>>,
+) {
     for (range, concurrent) in &plan.levels {
         if by_level && *concurrent {
             let Arena {
@@ -295,15 +450,4 @@ pub fn execute<T: Float>(
             );
         }
     }
-    plan.results
-        .iter()
-        .map(|(_, _, s)| {
-            let buf = &arena.buffers[s.buf];
-            let mut out = Vec::with_capacity(s.len * batch);
-            for n in 0..batch {
-                out.extend_from_slice(image(buf, *s, n));
-            }
-            out
-        })
-        .collect()
 }
