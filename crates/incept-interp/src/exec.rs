@@ -1,5 +1,7 @@
-//! Running a plan: buffers sized for the batch, steps in order, images in
-//! parallel when the batch allows, the GEMM's own threads otherwise.
+//! Running a plan: buffers sized for the batch; a batch image by image
+//! (images in parallel when there are enough for the threads); one image
+//! step by step, with the independent steps of a level (an Inception block's
+//! branches) run concurrently when there are several threads.
 
 use std::sync::Mutex;
 
