@@ -1,7 +1,10 @@
 //! Running a plan: buffers sized for the batch; a batch image by image
-//! (images in parallel when there are enough for the threads); one image
-//! step by step, with the independent steps of a level (an Inception block's
-//! branches) run concurrently when there are several threads.
+//! (images in parallel when there are enough for the threads), one image
+//! step by step with the kernels' own threads.
+//!
+//! Running an Inception block's independent branches concurrently (one
+//! image, two threads) was tried and measured: no faster than splitting
+//! each GEMM between the threads, so it is not done.
 
 use std::sync::Mutex;
 
@@ -191,66 +194,6 @@ fn image_step<T: Float>(
     }
 }
 
-/// Runs the steps of one concurrent level on image 0 at the same time.
-/// Returns false (having run nothing) if the slots do not split into
-/// disjoint views, which the plan rules out; the caller then runs the steps
-/// in order.
-fn run_level<T: Float>(
-    steps: &[Step<T>],
-    buffers: &mut [Vec<T>],
-    scratch: &Mutex<Vec<Vec<T>>>,
-    threads: usize,
-) -> bool {
-    let Some(io) = steps.iter().map(Step::io).collect::<Option<Vec<_>>>() else {
-        return false;
-    };
-    let mut ins: Vec<Option<&[T]>> = vec![None; io.len()];
-    let mut outs: Vec<Option<&mut [T]>> = (0..io.len()).map(|_| None).collect();
-    for (b, buf) in buffers.iter_mut().enumerate() {
-        let mut writers: Vec<usize> = (0..io.len()).filter(|&i| io[i].1.buf == b).collect();
-        if writers.is_empty() {
-            let buf: &[T] = buf;
-            for (i, (x, _)) in io.iter().enumerate().filter(|(_, (x, _))| x.buf == b) {
-                ins[i] = buf.get(x.offset..x.offset + x.len);
-            }
-            continue;
-        }
-        if io.iter().any(|(x, _)| x.buf == b) {
-            return false;
-        }
-        // Carve the written ranges out in offset order (the plan made them disjoint).
-        writers.sort_by_key(|&i| io[i].1.offset);
-        let mut rest: &mut [T] = buf;
-        let mut pos = 0;
-        for i in writers {
-            let o = io[i].1;
-            let Some(skip) = o.offset.checked_sub(pos) else {
-                return false;
-            };
-            if rest.len() < skip + o.len {
-                return false;
-            }
-            let (mine, tail) = std::mem::take(&mut rest)[skip..].split_at_mut(o.len);
-            outs[i] = Some(mine);
-            rest = tail;
-            pos = o.offset + o.len;
-        }
-    }
-    type Job<'a, T> = (&'a Step<T>, &'a [T], &'a mut [T]);
-    let jobs: Option<Vec<Job<'_, T>>> = steps
-        .iter()
-        .zip(ins)
-        .zip(outs)
-        .map(|((s, x), y)| Some((s, x?, y?)))
-        .collect();
-    let Some(jobs) = jobs else {
-        return false;
-    };
-    jobs.into_par_iter()
-        .for_each(|(s, x, y)| image_step(s, x, y, scratch, threads));
-    true
-}
-
 /// Calls `f(input, output)` on one image's views of two slots; when they
 /// share a buffer (a concatenation written in place), the input is copied.
 fn with_slots<T: Float>(
@@ -366,10 +309,6 @@ pub fn execute<T: Float>(
     // them; otherwise one image at a time with a multi-threaded GEMM.
     let par_images = threads > 1 && batch >= threads;
     let gemm_threads = if par_images { 1 } else { threads };
-    // One image and several threads: the steps of a level (a Mixed block's
-    // branches) run at the same time, each free to split its own work too,
-    // so rayon balances unequal branches. Profiling times steps one by one.
-    let by_level = batch == 1 && threads > 1 && timings.is_none();
     if batch > 1 && timings.is_none() {
         let Arena {
             buffers, scratch, ..
@@ -401,7 +340,6 @@ pub fn execute<T: Float>(
             threads,
             par_images,
             gemm_threads,
-            by_level,
             timings,
         );
     }
@@ -418,9 +356,8 @@ pub fn execute<T: Float>(
         .collect()
 }
 
-/// Step-major execution: each step over the whole batch, or a level's steps
-/// at once (see `by_level`).
-#[allow(clippy::too_many_arguments)]
+/// Step-major execution: each step over the whole batch (one image, or
+/// profiling, which times steps one by one).
 fn run_steps<T: Float>(
     plan: &Plan<T>,
     arena: &mut Arena<T>,
@@ -428,28 +365,17 @@ fn run_steps<T: Float>(
     threads: usize,
     par_images: bool,
     gemm_threads: usize,
-    by_level: bool,
     mut timings: Option<&mut Vec<f64>>,
 ) {
-    for (range, concurrent) in &plan.levels {
-        if by_level && *concurrent {
-            let Arena {
-                buffers, scratch, ..
-            } = &mut *arena;
-            if run_level(&plan.steps[range.clone()], buffers, scratch, threads) {
-                continue;
-            }
-        }
-        for step in &plan.steps[range.clone()] {
-            run_step(
-                step,
-                arena,
-                batch,
-                threads,
-                par_images,
-                gemm_threads,
-                timings.as_deref_mut(),
-            );
-        }
+    for step in &plan.steps {
+        run_step(
+            step,
+            arena,
+            batch,
+            threads,
+            par_images,
+            gemm_threads,
+            timings.as_deref_mut(),
+        );
     }
 }

@@ -231,11 +231,6 @@ pub struct Plan<T> {
     pub steps: Vec<Step<T>>,
     /// For each step, the nodes it computes (`Mixed_5b.branch1x1.conv+bn+relu`) and its op.
     pub step_names: Vec<(String, &'static str)>,
-    /// Consecutive runs of steps of one level: `(steps, concurrent)`, where
-    /// `concurrent` says the steps may run at the same time on one image
-    /// (each reads and writes one slot, no buffer is both read and written
-    /// in the level, and the written ranges are disjoint).
-    pub levels: Vec<(std::ops::Range<usize>, bool)>,
     /// Per-image sizes of the physical buffers.
     pub buffers: Vec<usize>,
     /// Where the graph input goes.
@@ -259,37 +254,9 @@ impl<T> Step<T> {
     }
 }
 
-/// Splits steps into runs of one level and marks those that may run concurrently.
-fn levels<T>(steps: &[Step<T>], step_levels: &[usize]) -> Vec<(std::ops::Range<usize>, bool)> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < steps.len() {
-        let mut end = start + 1;
-        while end < steps.len() && step_levels[end] == step_levels[start] {
-            end += 1;
-        }
-        let io: Option<Vec<(Slot, Slot)>> = steps[start..end].iter().map(Step::io).collect();
-        let concurrent = io.is_some_and(|io| {
-            let mut writes: Vec<Slot> = io.iter().map(|&(_, o)| o).collect();
-            writes.sort_by_key(|s| (s.buf, s.offset));
-            io.len() > 1
-                && io
-                    .iter()
-                    .all(|&(i, _)| writes.iter().all(|w| w.buf != i.buf))
-                && writes
-                    .windows(2)
-                    .all(|w| w[0].buf != w[1].buf || w[0].offset + w[0].len <= w[1].offset)
-        });
-        out.push((start..end, concurrent));
-        start = end;
-    }
-    out
-}
-
 /// Nodes grouped into steps: a head node and the nodes fused into it.
 struct Group {
     nodes: Vec<NodeId>,
-    level: usize,
 }
 
 /// Builds the plan for `taps` (value ids to keep).
@@ -352,30 +319,9 @@ pub fn build_plan<T: Float>(
                 taken[c] = true;
             }
         }
-        groups.push(Group { nodes, level: 0 });
+        groups.push(Group { nodes });
     }
     let group_output = |g: &Group| graph.nodes[g.nodes[g.nodes.len() - 1]].output;
-
-    // Levels: a group runs one level after the latest group it reads from
-    // (graph inputs are level 0). Groups of one level are independent (the
-    // branches of a Mixed block), so with one image and several threads they
-    // run concurrently; sorting by level keeps a topological order.
-    let mut level_of_value = vec![0usize; nv];
-    for g in &mut groups {
-        let inside: Vec<ValueId> = g.nodes.iter().map(|&n| graph.nodes[n].output).collect();
-        g.level = 1 + g
-            .nodes
-            .iter()
-            .flat_map(|&n| &graph.nodes[n].inputs)
-            .filter(|v| !inside.contains(v))
-            .map(|&v| level_of_value[v])
-            .max()
-            .unwrap_or(0);
-        for v in inside {
-            level_of_value[v] = g.level;
-        }
-    }
-    groups.sort_by_key(|g| g.level);
 
     // 2. Storage: which values are materialized, and which share another's storage.
     let mut materialized = vec![false; nv];
@@ -434,9 +380,7 @@ pub fn build_plan<T: Float>(
     };
 
     // 3. Live ranges of each root's storage, in step indices.
-    // Times are levels, not step indices: a buffer freed during a level is
-    // reused only from the next one, so steps of one level never share memory.
-    let n_steps = groups.last().map_or(0, |g| g.level + 1);
+    let n_steps = groups.len();
     let mut first = vec![usize::MAX; nv];
     let mut last = vec![0usize; nv];
     let touch = |v: ValueId, s: usize, first: &mut Vec<usize>, last: &mut Vec<usize>| {
@@ -444,8 +388,7 @@ pub fn build_plan<T: Float>(
         first[r] = first[r].min(s);
         last[r] = last[r].max(s);
     };
-    for g in &groups {
-        let s = g.level;
+    for (s, g) in groups.iter().enumerate() {
         let out = group_output(g);
         touch(out, s, &mut first, &mut last);
         for &n in &g.nodes {
@@ -507,7 +450,6 @@ pub fn build_plan<T: Float>(
     // 5. Steps.
     let mut steps = Vec::with_capacity(groups.len());
     let mut step_names = Vec::with_capacity(groups.len());
-    let mut step_levels = Vec::with_capacity(groups.len());
     for g in &groups {
         let head = &graph.nodes[g.nodes[0]];
         let out_v = group_output(g);
@@ -683,10 +625,8 @@ pub fn build_plan<T: Float>(
             label.push_str(graph.nodes[n].op.name());
         }
         step_names.push((label, head.op.name()));
-        step_levels.push(g.level);
         steps.push(step);
     }
-    let levels = levels(&steps, &step_levels);
 
     let input = graph
         .inputs
@@ -704,7 +644,6 @@ pub fn build_plan<T: Float>(
     Ok(Plan {
         steps,
         step_names,
-        levels,
         buffers,
         input,
         results,
