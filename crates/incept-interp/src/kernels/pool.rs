@@ -98,6 +98,8 @@ fn pool_channels<T: Float>(
 ) {
     match g.kind {
         PoolKind::Max => {
+            let (a, b) = interior(g, xs);
+            let sw = g.stride[1];
             let mut cols = vec![T::NEG_INFINITY; g.w];
             for c in 0..channels {
                 let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -110,7 +112,20 @@ fn pool_channels<T: Float>(
                             *m = if v > *m { v } else { *m };
                         }
                     }
-                    for (d, sx) in line.iter_mut().zip(xs) {
+                    for (d, sx) in line.iter_mut().zip(xs).take(a) {
+                        *d = max_of(&cols[sx.lo..sx.hi]);
+                    }
+                    if b > a {
+                        // Whole 3-wide windows: `max_of`'s comparisons, unrolled.
+                        let c = &cols[xs[a].lo..xs[b - 1].lo + 3];
+                        for (t, d) in line[a..b].iter_mut().enumerate() {
+                            let w = &c[t * sw..t * sw + 3];
+                            let m = w[0];
+                            let m = if w[1] > m { w[1] } else { m };
+                            *d = if w[2] > m { w[2] } else { m };
+                        }
+                    }
+                    for (d, sx) in line.iter_mut().zip(xs).skip(b.max(a)) {
                         *d = max_of(&cols[sx.lo..sx.hi]);
                     }
                 }
@@ -145,16 +160,9 @@ fn pool_channels<T: Float>(
                     })
                 })
                 .collect();
-            // Outputs a..b whose windows are three whole consecutive columns
-            // (the interior of a 3-wide, stride-1 pooling): summed vectorised.
-            let interior = if g.kernel[1] == 3 && g.stride[1] == 1 {
-                let a = (0..g.ow)
-                    .find(|&ox| xs[ox].hi - xs[ox].lo == 3)
-                    .unwrap_or(g.ow);
-                let b = (a..g.ow)
-                    .find(|&ox| xs[ox].hi - xs[ox].lo != 3 || xs[ox].lo != xs[a].lo + (ox - a))
-                    .unwrap_or(g.ow);
-                (a, b)
+            // The interior of a stride-1 pooling: summed vectorised below.
+            let interior = if g.stride[1] == 1 {
+                interior(g, xs)
             } else {
                 (g.ow, g.ow)
             };
@@ -191,6 +199,21 @@ fn pool_channels<T: Float>(
             }
         }
     }
+}
+
+/// Outputs `a..b` whose windows are three whole input columns, `stride`
+/// apart (the interior of a 3-wide pooling); `(ow, ow)` for other windows.
+fn interior(g: &PoolGeom, xs: &[Span]) -> (usize, usize) {
+    if g.kernel[1] != 3 {
+        return (g.ow, g.ow);
+    }
+    let a = (0..g.ow)
+        .find(|&ox| xs[ox].hi - xs[ox].lo == 3)
+        .unwrap_or(g.ow);
+    let b = (a..g.ow)
+        .find(|&ox| xs[ox].hi - xs[ox].lo != 3 || xs[ox].lo != xs[a].lo + (ox - a) * g.stride[1])
+        .unwrap_or(g.ow);
+    (a, b)
 }
 
 fn max_nan<T: Float>(a: T, b: T) -> T {
