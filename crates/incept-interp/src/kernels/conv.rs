@@ -206,10 +206,42 @@ fn im2col<T: Float>(
         (lo.min(g.ow), hi.min(g.ow))
     };
     // Each row (c, i, j) of the matrix is independent: fill rows in parallel.
+    let contiguous = [sh, sw, dh, dw] == [1; 4] && g.w == g.ow;
     let fill = |(row, dst): (usize, &mut [T])| {
         let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         let (lo, hi) = valid_cols(j);
+        if contiguous {
+            // Stride 1 and W = OW: the rows oa..ob whose input row exists
+            // read one contiguous run of the plane, shifted by j − pl, so
+            // one copy per band replaces a short copy per output row. The
+            // elements it gets wrong (past the plane, or wrapped from the
+            // neighbouring row) are exactly the padded columns, zeroed after.
+            let oa = (pt.saturating_sub(i)).clamp(oh0, oh1);
+            let ob = (g.h + pt).saturating_sub(i).clamp(oa, oh1);
+            dst[..(oa - oh0) * g.ow].fill(T::ZERO);
+            dst[(ob - oh0) * g.ow..].fill(T::ZERO);
+            let block = &mut dst[(oa - oh0) * g.ow..(ob - oh0) * g.ow];
+            if block.is_empty() {
+                return;
+            }
+            // Element (oh, x) of the block is plane[(oh + i − pt)·W + x + j − pl].
+            let start = ((oa + i - pt) * g.w + j) as isize - pl as isize;
+            let s0 = start.max(0);
+            let s1 = (start + block.len() as isize).min(plane.len() as isize);
+            let d0 = (s0 - start) as usize;
+            if s1 > s0 {
+                block[d0..d0 + (s1 - s0) as usize]
+                    .copy_from_slice(&plane[s0 as usize..s1 as usize]);
+            }
+            if lo > 0 || hi < g.ow {
+                for line in block.chunks_mut(g.ow) {
+                    line[..lo.min(g.ow)].fill(T::ZERO);
+                    line[hi.min(g.ow)..].fill(T::ZERO);
+                }
+            }
+            return;
+        }
         for oh in oh0..oh1 {
             let line = &mut dst[(oh - oh0) * g.ow..(oh - oh0 + 1) * g.ow];
             let ih = (oh * sh + i * dh) as isize - pt as isize;
