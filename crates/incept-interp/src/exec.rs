@@ -1,12 +1,17 @@
-//! Running a plan: buffers sized for the batch, steps in order, images in
-//! parallel when the batch allows, the GEMM's own threads otherwise.
+//! Running a plan: buffers sized for the batch; a batch image by image
+//! (images in parallel when there are enough for the threads), one image
+//! step by step with the kernels' own threads.
+//!
+//! Running an Inception block's independent branches concurrently (one
+//! image, two threads) was tried and measured: no faster than splitting
+//! each GEMM between the threads, so it is not done.
 
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::conv::conv2d;
+use crate::kernels::conv::{Weights, conv2d};
 use crate::kernels::gemm::{MatRef, matmul};
 use crate::kernels::pool::{adaptive_avg_pool2d, pool2d};
 use crate::plan::{Plan, Slot, Step};
@@ -78,6 +83,208 @@ fn per_image<T: Float>(
     }
 }
 
+/// Runs one step over the whole batch.
+fn run_step<T: Float>(
+    step: &Step<T>,
+    arena: &mut Arena<T>,
+    batch: usize,
+    threads: usize,
+    par_images: bool,
+    gemm_threads: usize,
+    timings: Option<&mut Vec<f64>>,
+) {
+    let started = timings.as_ref().map(|_| std::time::Instant::now());
+    let Arena {
+        buffers, scratch, ..
+    } = &mut *arena;
+    let scratch: &Mutex<Vec<Vec<T>>> = scratch;
+    match step {
+        Step::Conv { input, output, .. }
+        | Step::Channel { input, output, .. }
+        | Step::Pool { input, output, .. }
+        | Step::Adaptive { input, output, .. } => {
+            per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
+                image_step(step, x, y, scratch, gemm_threads);
+            });
+        }
+        Step::Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+            input,
+            output,
+        } => {
+            let src = &buffers[input.buf];
+            let mut x = Vec::with_capacity(batch * in_features);
+            for n in 0..batch {
+                x.extend_from_slice(image(src, *input, n));
+            }
+            let mut y = vec![T::ZERO; batch * out_features];
+            linear(
+                weight,
+                bias.as_deref(),
+                *in_features,
+                *out_features,
+                &x,
+                &mut y,
+                batch,
+                threads,
+            );
+            let dst = &mut buffers[output.buf];
+            for n in 0..batch {
+                dst[n * output.stride + output.offset..][..*out_features]
+                    .copy_from_slice(&y[n * out_features..(n + 1) * out_features]);
+            }
+        }
+        Step::Copy { parts } => {
+            for (from, to) in parts {
+                per_image(buffers, *from, *to, batch, false, |x, y, _| {
+                    y.copy_from_slice(x)
+                });
+            }
+        }
+    }
+    if let (Some(t), Some(start)) = (timings, started) {
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
+/// One image of a step that reads and writes one slot (see [`Step::io`]).
+fn image_step<T: Float>(
+    step: &Step<T>,
+    x: &[T],
+    y: &mut [T],
+    scratch: &Mutex<Vec<Vec<T>>>,
+    threads: usize,
+) {
+    match step {
+        Step::Conv {
+            geom,
+            weight,
+            packed,
+            epilogue,
+            ..
+        } => {
+            // Scratch outlives the step: im2col buffers are reused across layers and runs.
+            let mut s = scratch
+                .lock()
+                .map(|mut p| p.pop().unwrap_or_default())
+                .unwrap_or_default();
+            let w = match packed {
+                Some(p) => Weights::Packed(p),
+                None => Weights::Plain(weight),
+            };
+            conv2d(geom, x, w, epilogue, y, &mut s, threads);
+            if let Ok(mut p) = scratch.lock() {
+                p.push(s);
+            }
+        }
+        Step::Channel {
+            epilogue, plane, ..
+        } => {
+            y.copy_from_slice(x);
+            epilogue.apply(y, *plane, 1);
+        }
+        Step::Pool { geom, .. } => pool2d(geom, x, y, threads),
+        Step::Adaptive { c, hw, ohw, .. } => adaptive_avg_pool2d(*c, *hw, *ohw, x, y),
+        Step::Linear { .. } | Step::Copy { .. } => {
+            unreachable!("image_step: Linear and Copy read no single slot")
+        }
+    }
+}
+
+/// Calls `f(input, output)` on one image's views of two slots; when they
+/// share a buffer (a concatenation written in place), the input is copied.
+fn with_slots<T: Float>(
+    views: &mut [&mut [T]],
+    from: Slot,
+    to: Slot,
+    f: impl FnOnce(&[T], &mut [T]),
+) {
+    let src = from.offset..from.offset + from.len;
+    let dst = to.offset..to.offset + to.len;
+    if from.buf == to.buf {
+        let copied = views[from.buf][src].to_vec();
+        f(&copied, &mut views[to.buf][dst]);
+    } else if from.buf < to.buf {
+        let (a, b) = views.split_at_mut(to.buf);
+        f(&a[from.buf][src], &mut b[0][dst]);
+    } else {
+        let (a, b) = views.split_at_mut(from.buf);
+        f(&b[0][src], &mut a[to.buf][dst]);
+    }
+}
+
+/// Runs every step on one image whose part of buffer `b` is `views[b]`.
+/// Image-major order keeps an image's activations in L2 from one step to
+/// the next, where step-major order over a batch evicts them.
+fn run_image<T: Float>(
+    plan: &Plan<T>,
+    views: &mut [&mut [T]],
+    scratch: &Mutex<Vec<Vec<T>>>,
+    threads: usize,
+) {
+    for step in &plan.steps {
+        match step {
+            Step::Linear {
+                weight,
+                bias,
+                in_features,
+                out_features,
+                input,
+                output,
+            } => with_slots(views, *input, *output, |x, y| {
+                linear(
+                    weight,
+                    bias.as_deref(),
+                    *in_features,
+                    *out_features,
+                    x,
+                    y,
+                    1,
+                    threads,
+                );
+            }),
+            Step::Copy { parts } => {
+                for (from, to) in parts {
+                    with_slots(views, *from, *to, |x, y| y.copy_from_slice(x));
+                }
+            }
+            _ => {
+                if let Some((input, output)) = step.io() {
+                    with_slots(views, input, output, |x, y| {
+                        image_step(step, x, y, scratch, threads)
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `y = x · weightᵀ + bias` for `rows` rows: rows to f64, one f64 GEMM, then
+/// a single rounding to T.
+#[allow(clippy::too_many_arguments)]
+fn linear<T: Float>(
+    weight: &[f64],
+    bias: Option<&[f64]>,
+    in_features: usize,
+    out_features: usize,
+    x: &[T],
+    y: &mut [T],
+    rows: usize,
+    threads: usize,
+) {
+    let xs: Vec<f64> = x[..rows * in_features].iter().map(|v| v.to_f64()).collect();
+    let lhs = MatRef::row_major(&xs, rows, in_features);
+    let rhs = MatRef::row_major(weight, out_features, in_features).t();
+    let mut acc = vec![0f64; rows * out_features];
+    matmul(&mut acc, out_features, lhs, rhs, false, threads);
+    for (k, (r, a)) in y[..rows * out_features].iter_mut().zip(&acc).enumerate() {
+        *r = T::from_f64(a + bias.map_or(0.0, |b| b[k % out_features]));
+    }
+}
+
 /// Runs `plan` on `input` (`batch` images, contiguous) and returns every
 /// result slot's data, contiguous per result.
 pub fn execute<T: Float>(
@@ -86,7 +293,7 @@ pub fn execute<T: Float>(
     input: &[T],
     batch: usize,
     threads: usize,
-    mut timings: Option<&mut Vec<f64>>,
+    timings: Option<&mut Vec<f64>>,
 ) -> Vec<Vec<T>> {
     arena.prepare(plan, batch);
     let in_slot = plan.input;
@@ -102,101 +309,39 @@ pub fn execute<T: Float>(
     // them; otherwise one image at a time with a multi-threaded GEMM.
     let par_images = threads > 1 && batch >= threads;
     let gemm_threads = if par_images { 1 } else { threads };
-    for step in &plan.steps {
-        let started = timings.as_ref().map(|_| std::time::Instant::now());
+    if batch > 1 && timings.is_none() {
         let Arena {
             buffers, scratch, ..
         } = &mut *arena;
         let scratch: &Mutex<Vec<Vec<T>>> = scratch;
-        match step {
-            Step::Conv {
-                geom,
-                weight,
-                epilogue,
-                input,
-                output,
-            } => {
-                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    // Scratch outlives the step: im2col buffers are reused across layers and runs.
-                    let mut s = scratch
-                        .lock()
-                        .map(|mut p| p.pop().unwrap_or_default())
-                        .unwrap_or_default();
-                    conv2d(geom, x, weight, epilogue, y, &mut s, gemm_threads);
-                    if let Ok(mut p) = scratch.lock() {
-                        p.push(s);
-                    }
-                });
-            }
-            Step::Channel {
-                epilogue,
-                plane,
-                input,
-                output,
-            } => {
-                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    y.copy_from_slice(x);
-                    epilogue.apply(y, *plane, 1);
-                });
-            }
-            Step::Pool {
-                geom,
-                input,
-                output,
-            } => {
-                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    pool2d(geom, x, y, gemm_threads)
-                });
-            }
-            Step::Adaptive {
-                c,
-                hw,
-                ohw,
-                input,
-                output,
-            } => {
-                per_image(buffers, *input, *output, batch, par_images, |x, y, _| {
-                    adaptive_avg_pool2d(*c, *hw, *ohw, x, y);
-                });
-            }
-            Step::Linear {
-                weight,
-                bias,
-                in_features,
-                out_features,
-                input,
-                output,
-            } => {
-                // Rows to f64, one f64 GEMM, then a single rounding to T.
-                let src = &buffers[input.buf];
-                let mut x = Vec::with_capacity(batch * in_features);
-                for n in 0..batch {
-                    x.extend(image(src, *input, n).iter().map(|v| v.to_f64()));
-                }
-                let lhs = MatRef::row_major(&x, batch, *in_features);
-                let rhs = MatRef::row_major(weight, *out_features, *in_features).t();
-                let mut y = vec![0f64; batch * out_features];
-                matmul(&mut y, *out_features, lhs, rhs, false, threads);
-                let dst = &mut buffers[output.buf];
-                for n in 0..batch {
-                    let row = &mut dst[n * output.stride + output.offset..][..*out_features];
-                    let acc = &y[n * out_features..(n + 1) * out_features];
-                    for (k, (r, a)) in row.iter_mut().zip(acc).enumerate() {
-                        *r = T::from_f64(a + bias.as_ref().map_or(0.0, |b| b[k]));
-                    }
-                }
-            }
-            Step::Copy { parts } => {
-                for (from, to) in parts {
-                    per_image(buffers, *from, *to, batch, false, |x, y, _| {
-                        y.copy_from_slice(x)
-                    });
-                }
+        let mut views: Vec<Vec<&mut [T]>> = (0..batch).map(|_| Vec::new()).collect();
+        for (buf, &len) in buffers.iter_mut().zip(&plan.buffers) {
+            let mut rest: &mut [T] = buf;
+            for v in &mut views {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                v.push(mine);
+                rest = tail;
             }
         }
-        if let (Some(t), Some(start)) = (timings.as_deref_mut(), started) {
-            t.push(start.elapsed().as_secs_f64() * 1e3);
+        if par_images {
+            views
+                .into_par_iter()
+                .for_each(|mut v| run_image(plan, &mut v, scratch, 1));
+        } else {
+            for mut v in views {
+                run_image(plan, &mut v, scratch, threads);
+            }
         }
+    } else {
+        run_steps(
+            plan,
+            arena,
+            batch,
+            threads,
+            par_images,
+            gemm_threads,
+            timings,
+        );
     }
     plan.results
         .iter()
@@ -209,4 +354,28 @@ pub fn execute<T: Float>(
             out
         })
         .collect()
+}
+
+/// Step-major execution: each step over the whole batch (one image, or
+/// profiling, which times steps one by one).
+fn run_steps<T: Float>(
+    plan: &Plan<T>,
+    arena: &mut Arena<T>,
+    batch: usize,
+    threads: usize,
+    par_images: bool,
+    gemm_threads: usize,
+    mut timings: Option<&mut Vec<f64>>,
+) {
+    for step in &plan.steps {
+        run_step(
+            step,
+            arena,
+            batch,
+            threads,
+            par_images,
+            gemm_threads,
+            timings.as_deref_mut(),
+        );
+    }
 }

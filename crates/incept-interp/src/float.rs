@@ -35,6 +35,11 @@ pub trait Float:
     /// Like [`Float::from_tensor`], reusing the tensor's storage when it
     /// already holds this type (no copy of the weights).
     fn take_tensor(t: Tensor) -> Vec<Self>;
+    /// This slice as `f32` when `Self` is `f32`: the hand-written kernels
+    /// are float32 only, and the float64 oracle keeps the generic path.
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    /// Mutable [`Float::as_f32`].
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Float for f32 {
@@ -65,6 +70,12 @@ impl Float for f32 {
             (_, other) => widen(other).into_iter().map(|x| x as f32).collect(),
         }
     }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Float for f64 {
@@ -88,6 +99,12 @@ impl Float for f64 {
     }
     fn take_tensor(t: Tensor) -> Vec<Self> {
         widen(t.into_parts().1)
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
 

@@ -13,6 +13,7 @@ use crate::float::Float;
 use crate::kernels::conv::ConvGeom;
 use crate::kernels::eltwise::{Epilogue, batchnorm_scale_shift};
 use crate::kernels::pool::PoolGeom;
+use crate::kernels::sgemm::PackedWeights;
 
 /// Where a value lives: a range of each image's part of a physical buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +35,10 @@ pub enum NodeWeights<T> {
     None,
     /// Convolution weight `[O, C/g·kh·kw]` and optional bias.
     Conv {
-        /// Weight.
+        /// Weight; empty when `packed` holds it (one copy of the weights).
         weight: Arc<Vec<T>>,
+        /// The weight packed for the AVX-512 float32 kernel, when it runs here.
+        packed: Option<Arc<PackedWeights>>,
         /// Bias.
         bias: Option<Vec<T>>,
     },
@@ -127,17 +130,30 @@ pub fn prepare_weights<T: Float>(
             continue;
         }
         let w = match &node.op {
-            Op::Conv2d(c) => NodeWeights::Conv {
-                weight: Arc::new(match conv_weight {
+            Op::Conv2d(c) => {
+                let weight = match conv_weight {
                     Some(w) => w,
                     None => typed(node, 0)?,
-                }),
-                bias: if c.bias {
-                    Some(cast(param(node, 1)?))
+                };
+                let rows = c.out_channels;
+                let k = weight.len().checked_div(rows).unwrap_or(0);
+                let packed = if c.groups == 1 {
+                    T::as_f32(&weight)
+                        .and_then(|w| PackedWeights::new(w, rows, k))
+                        .map(Arc::new)
                 } else {
                     None
-                },
-            },
+                };
+                NodeWeights::Conv {
+                    weight: Arc::new(if packed.is_some() { Vec::new() } else { weight }),
+                    packed,
+                    bias: if c.bias {
+                        Some(cast(param(node, 1)?))
+                    } else {
+                        None
+                    },
+                }
+            }
             Op::Linear(l) => NodeWeights::Linear {
                 weight: Arc::new(param(node, 0)?),
                 bias: if l.bias { Some(param(node, 1)?) } else { None },
@@ -179,8 +195,10 @@ pub enum Step<T> {
     Conv {
         /// Geometry.
         geom: ConvGeom,
-        /// Weight.
+        /// Weight (empty when packed).
         weight: Arc<Vec<T>>,
+        /// The weight packed for the AVX-512 float32 kernel.
+        packed: Option<Arc<PackedWeights>>,
         /// Epilogue.
         epilogue: Epilogue<T>,
         /// Input.
@@ -258,6 +276,19 @@ pub struct Plan<T> {
     pub results: Vec<(String, ValueId, Slot)>,
     /// How many of `results` are graph outputs (the rest are taps).
     pub n_outputs: usize,
+}
+
+impl<T> Step<T> {
+    /// `(input, output)` of a step that reads and writes one slot per image.
+    pub fn io(&self) -> Option<(Slot, Slot)> {
+        match self {
+            Step::Conv { input, output, .. }
+            | Step::Channel { input, output, .. }
+            | Step::Pool { input, output, .. }
+            | Step::Adaptive { input, output, .. } => Some((*input, *output)),
+            Step::Linear { .. } | Step::Copy { .. } => None,
+        }
+    }
 }
 
 /// Nodes grouped into steps: a head node and the nodes fused into it.
@@ -474,7 +505,14 @@ pub fn build_plan<T: Float>(
             continue;
         };
         let step = match (&head.op, &weights[g.nodes[0]]) {
-            (Op::Conv2d(c), NodeWeights::Conv { weight, bias }) => {
+            (
+                Op::Conv2d(c),
+                NodeWeights::Conv {
+                    weight,
+                    packed,
+                    bias,
+                },
+            ) => {
                 let i = dims(head.inputs[0]);
                 let o = dims(head.output);
                 let mut epilogue = Epilogue {
@@ -517,6 +555,7 @@ pub fn build_plan<T: Float>(
                         groups: c.groups,
                     },
                     weight: Arc::clone(weight),
+                    packed: packed.clone(),
                     epilogue,
                     input,
                     output,

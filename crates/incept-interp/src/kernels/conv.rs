@@ -6,6 +6,16 @@ use rayon::prelude::*;
 use crate::float::Float;
 use crate::kernels::eltwise::Epilogue;
 use crate::kernels::gemm::{MatRef, matmul};
+use crate::kernels::sgemm::{self, Dense, PackedWeights};
+
+/// A convolution's weights as the kernels take them.
+#[derive(Clone, Copy, Debug)]
+pub enum Weights<'a, T> {
+    /// `[O, C/groups·kh·kw]` row-major, for the `gemm` crate.
+    Plain(&'a [T]),
+    /// Packed for the AVX-512 kernel (float32, one group).
+    Packed(&'a PackedWeights),
+}
 
 /// Geometry of a convolution, fixed at plan time.
 #[derive(Clone, Debug)]
@@ -92,7 +102,7 @@ fn gemm_k_blocked<T: Float>(
 pub fn conv2d<T: Float>(
     g: &ConvGeom,
     input: &[T],
-    weight: &[T],
+    weight: Weights<'_, T>,
     epilogue: &Epilogue<T>,
     out: &mut [T],
     scratch: &mut Vec<T>,
@@ -102,6 +112,43 @@ pub fn conv2d<T: Float>(
     let k = g.k();
     let og = g.o / g.groups;
     let cg = g.c / g.groups;
+    let weight = match weight {
+        Weights::Plain(w) => w,
+        Weights::Packed(p) => {
+            assert!(
+                g.groups == 1 && p.rows() == g.o && p.k() == k,
+                "conv: packed weights of another shape"
+            );
+            if g.is_pointwise() {
+                let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
+                    unreachable!("weights are packed only for float32");
+                };
+                sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, threads);
+            } else {
+                // Banded im2col as below. (Unfolding each `kc × NR` block
+                // straight into the kernel's buffer was tried: the per-block
+                // index work cost more than the scratch round trip saved.)
+                let band = (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh);
+                let mut oh0 = 0;
+                while oh0 < g.oh {
+                    let oh1 = (oh0 + band).min(g.oh);
+                    let tn = (oh1 - oh0) * g.ow;
+                    scratch.resize(k * tn, T::ZERO);
+                    im2col(g, cg, input, &mut scratch[..k * tn], (oh0, oh1), threads);
+                    let (Some(b), Some(y)) = (
+                        T::as_f32(&scratch[..k * tn]),
+                        T::as_f32_mut(&mut out[oh0 * g.ow..]),
+                    ) else {
+                        unreachable!("weights are packed only for float32");
+                    };
+                    sgemm::gemm(y, n, p, &Dense { b, ldb: tn }, tn, threads);
+                    oh0 = oh1;
+                }
+            }
+            epilogue.apply_from(out, n, 0, threads);
+            return;
+        }
+    };
     for grp in 0..g.groups {
         let w = &weight[grp * og * k..(grp + 1) * og * k];
         let x = &input[grp * cg * g.h * g.w..(grp + 1) * cg * g.h * g.w];
@@ -159,10 +206,42 @@ fn im2col<T: Float>(
         (lo.min(g.ow), hi.min(g.ow))
     };
     // Each row (c, i, j) of the matrix is independent: fill rows in parallel.
+    let contiguous = [sh, sw, dh, dw] == [1; 4] && g.w == g.ow;
     let fill = |(row, dst): (usize, &mut [T])| {
         let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         let (lo, hi) = valid_cols(j);
+        if contiguous {
+            // Stride 1 and W = OW: the rows oa..ob whose input row exists
+            // read one contiguous run of the plane, shifted by j − pl, so
+            // one copy per band replaces a short copy per output row. The
+            // elements it gets wrong (past the plane, or wrapped from the
+            // neighbouring row) are exactly the padded columns, zeroed after.
+            let oa = (pt.saturating_sub(i)).clamp(oh0, oh1);
+            let ob = (g.h + pt).saturating_sub(i).clamp(oa, oh1);
+            dst[..(oa - oh0) * g.ow].fill(T::ZERO);
+            dst[(ob - oh0) * g.ow..].fill(T::ZERO);
+            let block = &mut dst[(oa - oh0) * g.ow..(ob - oh0) * g.ow];
+            if block.is_empty() {
+                return;
+            }
+            // Element (oh, x) of the block is plane[(oh + i − pt)·W + x + j − pl].
+            let start = ((oa + i - pt) * g.w + j) as isize - pl as isize;
+            let s0 = start.max(0);
+            let s1 = (start + block.len() as isize).min(plane.len() as isize);
+            let d0 = (s0 - start) as usize;
+            if s1 > s0 {
+                block[d0..d0 + (s1 - s0) as usize]
+                    .copy_from_slice(&plane[s0 as usize..s1 as usize]);
+            }
+            if lo > 0 || hi < g.ow {
+                for line in block.chunks_mut(g.ow) {
+                    line[..lo.min(g.ow)].fill(T::ZERO);
+                    line[hi.min(g.ow)..].fill(T::ZERO);
+                }
+            }
+            return;
+        }
         for oh in oh0..oh1 {
             let line = &mut dst[(oh - oh0) * g.ow..(oh - oh0 + 1) * g.ow];
             let ih = (oh * sh + i * dh) as isize - pt as isize;
@@ -262,9 +341,38 @@ mod tests {
             .collect();
         let mut out = vec![0.0; o * oh * ow];
         let mut scratch = Vec::new();
-        conv2d(&g, &x, &wt, &Epilogue::none(), &mut out, &mut scratch, 1);
+        conv2d(
+            &g,
+            &x,
+            Weights::Plain(&wt),
+            &Epilogue::none(),
+            &mut out,
+            &mut scratch,
+            1,
+        );
         // Integer-valued data: every product and sum is exact in f64.
-        assert_eq!(out, naive(&g, &x, &wt), "{g:?}");
+        let want = naive(&g, &x, &wt);
+        assert_eq!(out, want, "{g:?}");
+        // The packed float32 path (exact too: sums stay below 2^24).
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let w32: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
+        if let (1, Some(p)) = (groups, PackedWeights::new(&w32, o, g.k())) {
+            for threads in [1, 2] {
+                let mut out32 = vec![f32::NAN; o * oh * ow];
+                let mut scratch = Vec::new();
+                conv2d(
+                    &g,
+                    &x32,
+                    Weights::Packed(&p),
+                    &Epilogue::none(),
+                    &mut out32,
+                    &mut scratch,
+                    threads,
+                );
+                let got: Vec<f64> = out32.iter().map(|&v| f64::from(v)).collect();
+                assert_eq!(got, want, "packed, {threads} threads, {g:?}");
+            }
+        }
     }
 
     #[test]
@@ -278,5 +386,9 @@ mod tests {
         check(2, 5, 5, 3, [3, 3], [3, 3], [1, 1, 1, 1], [1, 1], 1);
         // Wide enough that im2col runs in bands of one output row.
         check(64, 3, 2000, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1);
+        // Column panels that straddle output rows, K past one block, stride 2.
+        check(20, 23, 21, 13, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1);
+        check(16, 31, 29, 7, [5, 5], [2, 2], [2, 1, 2, 1], [1, 1], 1);
+        check(40, 17, 17, 9, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1], 1);
     }
 }

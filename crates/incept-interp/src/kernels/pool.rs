@@ -98,6 +98,8 @@ fn pool_channels<T: Float>(
 ) {
     match g.kind {
         PoolKind::Max => {
+            let (a, b) = interior(g, xs);
+            let sw = g.stride[1];
             let mut cols = vec![T::NEG_INFINITY; g.w];
             for c in 0..channels {
                 let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -110,7 +112,20 @@ fn pool_channels<T: Float>(
                             *m = if v > *m { v } else { *m };
                         }
                     }
-                    for (d, sx) in line.iter_mut().zip(xs) {
+                    for (d, sx) in line.iter_mut().zip(xs).take(a) {
+                        *d = max_of(&cols[sx.lo..sx.hi]);
+                    }
+                    if b > a {
+                        // Whole 3-wide windows: `max_of`'s comparisons, unrolled.
+                        let c = &cols[xs[a].lo..xs[b - 1].lo + 3];
+                        for (t, d) in line[a..b].iter_mut().enumerate() {
+                            let w = &c[t * sw..t * sw + 3];
+                            let m = w[0];
+                            let m = if w[1] > m { w[1] } else { m };
+                            *d = if w[2] > m { w[2] } else { m };
+                        }
+                    }
+                    for (d, sx) in line.iter_mut().zip(xs).skip(b.max(a)) {
                         *d = max_of(&cols[sx.lo..sx.hi]);
                     }
                 }
@@ -145,6 +160,12 @@ fn pool_channels<T: Float>(
                     })
                 })
                 .collect();
+            // The interior of a stride-1 pooling: summed vectorised below.
+            let interior = if g.stride[1] == 1 {
+                interior(g, xs)
+            } else {
+                (g.ow, g.ow)
+            };
             for c in 0..channels {
                 let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
                 let dst = &mut out[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
@@ -155,7 +176,22 @@ fn pool_channels<T: Float>(
                             *a += v.to_f64();
                         }
                     }
-                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r) {
+                    let (a, b) = interior;
+                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r).take(a) {
+                        let sum: f64 = cols[sx.lo..sx.hi].iter().sum();
+                        *d = T::from_f64(sum * r);
+                    }
+                    if b > a {
+                        // Three shifted slices instead of a window per output: vectorises.
+                        let lo = xs[a].lo;
+                        let (c0, c1, c2) = (&cols[lo..], &cols[lo + 1..], &cols[lo + 2..]);
+                        for ((((d, x0), x1), x2), r) in
+                            line[a..b].iter_mut().zip(c0).zip(c1).zip(c2).zip(&r[a..b])
+                        {
+                            *d = T::from_f64((x0 + x1 + x2) * r);
+                        }
+                    }
+                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r).skip(b.max(a)) {
                         let sum: f64 = cols[sx.lo..sx.hi].iter().sum();
                         *d = T::from_f64(sum * r);
                     }
@@ -163,6 +199,21 @@ fn pool_channels<T: Float>(
             }
         }
     }
+}
+
+/// Outputs `a..b` whose windows are three whole input columns, `stride`
+/// apart (the interior of a 3-wide pooling); `(ow, ow)` for other windows.
+fn interior(g: &PoolGeom, xs: &[Span]) -> (usize, usize) {
+    if g.kernel[1] != 3 {
+        return (g.ow, g.ow);
+    }
+    let a = (0..g.ow)
+        .find(|&ox| xs[ox].hi - xs[ox].lo == 3)
+        .unwrap_or(g.ow);
+    let b = (a..g.ow)
+        .find(|&ox| xs[ox].hi - xs[ox].lo != 3 || xs[ox].lo != xs[a].lo + (ox - a) * g.stride[1])
+        .unwrap_or(g.ow);
+    (a, b)
 }
 
 fn max_nan<T: Float>(a: T, b: T) -> T {

@@ -1,0 +1,50 @@
+//! Per-step times of one float32 image with their GFLOP/s, to see which
+//! convolutions sit far from the machine's peak
+//! (`cargo run --release -p incept-interp --example conv_profile -- MODEL.pth [threads]`).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use incept_interp::{Interpreter, Options, Precision};
+use incept_ir::Tensor;
+use incept_ir::op::Op;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threads: usize = args.get(1).map_or(1, |s| s.parse().unwrap());
+    let ckpt = incept_torch::load(std::path::Path::new(&args[0])).unwrap();
+    let g = incept_ir::template::bind_state_dict(ckpt.tensors, false, [299, 299])
+        .unwrap()
+        .graph;
+    let it = Interpreter::new(
+        &g,
+        &Options {
+            precision: Precision::F32,
+            threads,
+        },
+    )
+    .unwrap();
+    let x = Tensor::from_f32(vec![1, 3, 299, 299], vec![0.5; 3 * 299 * 299]).unwrap();
+    let mut best = it.profile(&x).unwrap();
+    for _ in 0..4 {
+        for (b, (_, _, ms)) in best.iter_mut().zip(it.profile(&x).unwrap()) {
+            b.2 = b.2.min(ms);
+        }
+    }
+    let mut total = 0.0;
+    for (name, op, ms) in &best {
+        total += ms;
+        let head = name.split('+').next().unwrap();
+        let macs = g
+            .nodes
+            .iter()
+            .find(|n| n.name == head && matches!(n.op, Op::Conv2d(_)))
+            .map_or(0, |n| incept_ir::cost::node_macs(&g, n));
+        let gflops = if macs > 0 {
+            format!("{:7.1}", 2.0 * macs as f64 / ms / 1e6)
+        } else {
+            String::new()
+        };
+        println!("{name:55} {op:18} {ms:7.3} ms {gflops}");
+    }
+    println!("total {total:.2} ms");
+}

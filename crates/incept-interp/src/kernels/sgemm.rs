@@ -1,0 +1,382 @@
+//! A float32 GEMM for convolutions on AVX-512: the weights are packed once,
+//! when the interpreter is built (they are constant, and the `gemm` crate
+//! repacks them on every call), and each output tile is summed in registers
+//! over K blocks of at most [`KC`] terms before being added into the output,
+//! exactly the accumulation of the `gemm` crate path it replaces (see
+//! `K_BLOCK` in `conv.rs`). Ragged edges use masked loads and stores instead
+//! of padding, so the im2col matrix or the input is read in place.
+
+use rayon::prelude::*;
+
+/// Output rows (channels) per micro-tile: each is broadcast from the packed weights.
+pub const MR: usize = 6;
+/// Output columns (pixels) per micro-tile: four 16-lane vectors.
+pub const NR: usize = 64;
+/// Longest float32 sum kept in registers before it is added into the output.
+pub const KC: usize = 128;
+
+/// A `[rows, k]` row-major weight matrix packed for [`gemm`]: for each K
+/// block (`KC` rows of K, the last one shorter) and each tile of `MR` rows,
+/// `kc × MR` values, `MR` consecutive per K index, rows past `rows` zero.
+#[derive(Debug)]
+pub struct PackedWeights {
+    data: Vec<f32>,
+    rows: usize,
+    k: usize,
+    tiles: usize,
+}
+
+impl PackedWeights {
+    /// Packs `w` (`[rows, k]` row-major), or `None` when this CPU cannot run
+    /// the kernel (no AVX-512F): callers then keep the `gemm` crate path.
+    pub fn new(w: &[f32], rows: usize, k: usize) -> Option<Self> {
+        if !available() || rows == 0 || k == 0 || w.len() != rows * k {
+            return None;
+        }
+        let tiles = rows.div_ceil(MR);
+        let mut data = vec![0.0; tiles * MR * k];
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = KC.min(k - k0);
+            for t in 0..tiles {
+                let base = k0 * tiles * MR + t * kc * MR;
+                for r in 0..MR.min(rows - t * MR) {
+                    let src = &w[(t * MR + r) * k + k0..][..kc];
+                    for (kk, v) in src.iter().enumerate() {
+                        data[base + kk * MR + r] = *v;
+                    }
+                }
+            }
+            k0 += kc;
+        }
+        Some(PackedWeights {
+            data,
+            rows,
+            k,
+            tiles,
+        })
+    }
+
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Inner dimension.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The `kc × MR` block of row tile `t` for the K block starting at `k0`.
+    fn block(&self, k0: usize, t: usize) -> &[f32] {
+        let kc = KC.min(self.k - k0);
+        let base = k0 * self.tiles * MR + t * kc * MR;
+        &self.data[base..base + kc * MR]
+    }
+}
+
+/// True when this CPU runs the AVX-512 kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The right-hand matrix `[k, n]` of a product, handed to the kernel one
+/// `kc × ncols` block at a time.
+pub trait Rhs: Sync {
+    /// Rows `k0..k0 + kc`, columns `j0..j0 + ncols` (`ncols ≤ NR`, `kc ≤ KC`)
+    /// as `(data, ldb)`: element `(kk, j)` at `data[kk·ldb + j]`. `buf` holds
+    /// `KC·NR` floats for implementations that pack the block.
+    fn block<'s>(
+        &'s self,
+        k0: usize,
+        kc: usize,
+        j0: usize,
+        ncols: usize,
+        buf: &'s mut [f32],
+    ) -> (&'s [f32], usize);
+}
+
+/// A row-major matrix already in memory, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct Dense<'a> {
+    /// Elements.
+    pub b: &'a [f32],
+    /// Distance between rows.
+    pub ldb: usize,
+}
+
+impl Rhs for Dense<'_> {
+    fn block<'s>(
+        &'s self,
+        k0: usize,
+        _: usize,
+        j0: usize,
+        _: usize,
+        _: &'s mut [f32],
+    ) -> (&'s [f32], usize) {
+        (&self.b[k0 * self.ldb + j0..], self.ldb)
+    }
+}
+
+/// `dst[rows, n] = a × rhs[k, n]`, `dst` rows `ldc` apart.
+///
+/// With several threads, wide products are split by column panels (each
+/// thread packs only its own part of `rhs`), narrow ones by row tiles.
+/// Panics if `dst` is too small (a bug check: callers size every buffer
+/// from the validated graph).
+pub fn gemm<R: Rhs>(
+    dst: &mut [f32],
+    ldc: usize,
+    a: &PackedWeights,
+    rhs: &R,
+    n: usize,
+    threads: usize,
+) {
+    if n == 0 {
+        return;
+    }
+    assert!(ldc >= n, "sgemm: row stride shorter than a row");
+    let c_len = (a.rows - 1) * ldc + n;
+    assert!(dst.len() >= c_len, "sgemm: destination too small");
+    let threads = threads.max(1);
+    let panels = n.div_ceil(NR);
+    // Parts: (first row tile, first column, rows of the part as slices of its columns).
+    let mut parts: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::new();
+    let rows = dst[..c_len].chunks_mut(ldc).map(|r| &mut r[..n]);
+    if threads > 1 && panels >= 4 * threads {
+        let per = panels.div_ceil(threads) * NR;
+        let starts: Vec<usize> = (0..n).step_by(per).collect();
+        parts = starts
+            .iter()
+            .map(|&j| (0, j, Vec::with_capacity(a.rows)))
+            .collect();
+        for mut row in rows {
+            for part in &mut parts {
+                let (mine, rest) = row.split_at_mut(per.min(row.len()));
+                part.2.push(mine);
+                row = rest;
+            }
+        }
+    } else {
+        let per = a.tiles.div_ceil(threads) * MR;
+        for (i, row) in rows.enumerate() {
+            if i % per == 0 {
+                parts.push((i / MR, 0, Vec::with_capacity(per)));
+            }
+            if let Some(p) = parts.last_mut() {
+                p.2.push(row);
+            }
+        }
+    }
+    if parts.len() > 1 {
+        parts
+            .into_par_iter()
+            .for_each(|(t0, j0, mut c)| part(a, rhs, t0, j0, &mut c));
+    } else if let Some((t0, j0, mut c)) = parts.pop() {
+        part(a, rhs, t0, j0, &mut c);
+    }
+}
+
+/// One part of the product: rows `t0·MR..` (as many as `c` holds), columns
+/// `j0..j0 + c[0].len()`. Per column panel, per K block, per row tile, so the
+/// panel's `kc × NR` block of `rhs` stays in L1 while the weights stream.
+fn part<R: Rhs>(a: &PackedWeights, rhs: &R, t0: usize, j0: usize, c: &mut [&mut [f32]]) {
+    let width = c.first().map_or(0, |r| r.len());
+    let mut buf = vec![0f32; KC * NR];
+    let mut p0 = 0;
+    while p0 < width {
+        let ncols = NR.min(width - p0);
+        let mut k0 = 0;
+        while k0 < a.k {
+            let kc = KC.min(a.k - k0);
+            let (b, ldb) = rhs.block(k0, kc, j0 + p0, ncols, &mut buf);
+            for (i, tile) in c.chunks_mut(MR).enumerate() {
+                micro(a.block(k0, t0 + i), b, kc, ldb, tile, p0, ncols, k0 > 0);
+            }
+            k0 += kc;
+        }
+        p0 += ncols;
+    }
+}
+
+/// One micro-tile: `c[r][p0..p0 + ncols] (+)= a[kc × MR packed] × b[kc, ncols]`
+/// for each row `r` of `c` (at most `MR`).
+#[allow(clippy::too_many_arguments)]
+fn micro(
+    a: &[f32],
+    b: &[f32],
+    kc: usize,
+    ldb: usize,
+    c: &mut [&mut [f32]],
+    p0: usize,
+    ncols: usize,
+    accumulate: bool,
+) {
+    let rows = c.len();
+    assert!(kc > 0 && rows > 0 && rows <= MR && ncols > 0 && ncols <= NR);
+    assert!(a.len() >= kc * MR, "sgemm: packed block too short");
+    assert!(
+        b.len() >= (kc - 1) * ldb + ncols,
+        "sgemm: rhs block out of bounds"
+    );
+    let mut cp = [std::ptr::null_mut::<f32>(); MR];
+    for (p, row) in cp.iter_mut().zip(c.iter_mut()) {
+        *p = row[p0..p0 + ncols].as_mut_ptr();
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `PackedWeights` exists only when AVX-512F was detected (the
+    // only way to reach here); the asserts and slicing above prove that every
+    // element the kernel reads (a[kk·MR + r], b[kk·ldb + j] for kk < kc,
+    // r < MR, j < ncols) and writes (cp[r][j], r < rows, j < ncols) lies
+    // inside its slice; lanes at or past `ncols` are masked off, so they are
+    // never touched; the rows of `c` are distinct mutable borrows, so they
+    // alias neither each other nor `a` and `b`.
+    #[allow(unsafe_code)]
+    unsafe {
+        // As few 16-lane vectors as the columns need: the ragged last panel
+        // of a 17x17 layer (289 = 4·64 + 33) then costs 3 vectors, not 4.
+        let kernel = match ncols.div_ceil(16) {
+            1 => avx512::kernel::<1>,
+            2 => avx512::kernel::<2>,
+            3 => avx512::kernel::<3>,
+            _ => avx512::kernel::<4>,
+        };
+        kernel(
+            a.as_ptr(),
+            b.as_ptr(),
+            kc,
+            ldb,
+            &cp,
+            rows,
+            ncols,
+            accumulate,
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::MR;
+
+    /// Lane masks of the `NV` 16-lane vectors covering `ncols` columns.
+    fn masks<const NV: usize>(ncols: usize) -> [__mmask16; NV] {
+        let mut m = [0; NV];
+        for (v, mv) in m.iter_mut().enumerate() {
+            let left = ncols.saturating_sub(16 * v).min(16);
+            *mv = ((1u32 << left) - 1) as __mmask16;
+        }
+        m
+    }
+
+    /// The 6×(16·NV) register tile: up to 24 accumulators, one broadcast
+    /// weight and `NV` vectors of `b` per K index.
+    ///
+    /// # Safety
+    /// AVX-512F is available; `a` holds `kc·MR` floats; `b[kk·ldb + j]` is
+    /// readable and `c[r][j]` writable for `kk < kc`, `r < rows`,
+    /// `j < ncols`, with `1 ≤ ncols ≤ 16·NV`, `1 ≤ rows ≤ MR`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn kernel<const NV: usize>(
+        a: *const f32,
+        b: *const f32,
+        kc: usize,
+        ldb: usize,
+        c: &[*mut f32; MR],
+        rows: usize,
+        ncols: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: the contract above: every pointer offset stays inside the
+        // caller's slices for unmasked lanes, and the target feature is present.
+        unsafe {
+            let m = masks::<NV>(ncols);
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            for kk in 0..kc {
+                // wrapping_add: lanes past `ncols` are masked, and their
+                // addresses may lie past the slice (never dereferenced).
+                let bp = b.wrapping_add(kk * ldb);
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm512_maskz_loadu_ps(m[v], bp.wrapping_add(16 * v));
+                }
+                let ap = a.add(kk * MR);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*ap.add(r));
+                    for (x, bb) in row.iter_mut().zip(&bv) {
+                        *x = _mm512_fmadd_ps(av, *bb, *x);
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                if r >= rows {
+                    break;
+                }
+                let cp = c[r];
+                for (v, x) in row.iter().enumerate() {
+                    let p = cp.wrapping_add(16 * v);
+                    let y = if accumulate {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], p), *x)
+                    } else {
+                        *x
+                    };
+                    _mm512_mask_storeu_ps(p, m[v], y);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Integer-valued data: every product and sum is exact in f32, so the
+    /// kernel must match the definition bit for bit, edges included.
+    #[test]
+    fn matches_the_definition_on_ragged_shapes() {
+        if !available() {
+            return;
+        }
+        for &(rows, k, n, ldc, ldb, threads) in &[
+            (1, 1, 1, 1, 1, 1),
+            (6, 128, 64, 64, 64, 1),
+            (7, 129, 65, 70, 66, 1),
+            (32, 300, 150, 150, 150, 2),
+            (13, 27, 17, 20, 17, 2),
+            (8, 130, 45, 45, 50, 1),
+            (12, 300, 289, 289, 289, 2),
+            (6, 50, 600, 600, 600, 2),
+            (7, 129, 700, 710, 705, 2),
+            (5, 257, 200, 200, 201, 3),
+        ] {
+            let w: Vec<f32> = (0..rows * k).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+            let b: Vec<f32> = (0..k * ldb).map(|i| ((i * 11) % 7) as f32 - 3.0).collect();
+            let p = PackedWeights::new(&w, rows, k).expect("avx512");
+            let mut c = vec![-7.0f32; rows * ldc];
+            gemm(&mut c, ldc, &p, &Dense { b: &b, ldb }, n, threads);
+            for r in 0..rows {
+                for j in 0..ldc {
+                    let want = if j < n {
+                        (0..k)
+                            .map(|kk| w[r * k + kk] * b[kk * ldb + j])
+                            .sum::<f32>()
+                    } else {
+                        -7.0
+                    };
+                    assert_eq!(c[r * ldc + j], want, "{rows}x{k}x{n} at ({r}, {j})");
+                }
+            }
+        }
+    }
+}
