@@ -17,6 +17,7 @@ pub mod kernels;
 mod plan;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use incept_ir::{Graph, Tensor, ValueId};
 
@@ -189,14 +190,10 @@ impl Interpreter {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let arena: &mut Arena<T> = &mut guard;
-            results = self
-                .pool
-                .install(|| execute(plan, arena, &x, batch, self.threads, None));
+            results = self.in_pool(|| execute(plan, arena, &x, batch, self.threads, None));
         } else {
             let mut arena = Arena::default();
-            results = self
-                .pool
-                .install(|| execute(plan, &mut arena, &x, batch, self.threads, None));
+            results = self.in_pool(|| execute(plan, &mut arena, &x, batch, self.threads, None));
         }
         let mut outputs = Vec::new();
         let mut tapped = Vec::new();
@@ -232,8 +229,7 @@ impl Interpreter {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let arena: &mut Arena<T> = &mut guard;
             let mut times = Vec::with_capacity(t.plan.steps.len());
-            it.pool
-                .install(|| execute(&t.plan, arena, &x, batch, it.threads, Some(&mut times)));
+            it.in_pool(|| execute(&t.plan, arena, &x, batch, it.threads, Some(&mut times)));
             t.plan
                 .step_names
                 .iter()
@@ -244,6 +240,50 @@ impl Interpreter {
         Ok(match &self.engine {
             Engine::F32(t) => go(self, t, input, batch),
             Engine::F64(t) => go(self, t, input, batch),
+        })
+    }
+
+    /// Runs `f` in the thread pool with the other workers kept awake.
+    ///
+    /// A run hands work to the other threads a few hundred times (each
+    /// convolution, pooling and epilogue), with short serial stretches in
+    /// between. An idle rayon worker soon goes to sleep, and waking it costs
+    /// tens of microseconds on a virtual machine — measured here, more than
+    /// the work handed over. So for the length of a run, every other worker
+    /// polls for pending work (`rayon::yield_now`) instead of sleeping.
+    fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if self.threads < 2 {
+            return self.pool.install(f);
+        }
+        self.pool.install(|| {
+            let done = AtomicBool::new(false);
+            let main = rayon::current_thread_index();
+            rayon::scope(|s| {
+                // More pollers than workers: one the main thread takes for
+                // itself (while waiting in a join) returns at once, below.
+                for _ in 0..2 * (self.threads - 1) {
+                    s.spawn(|_| {
+                        if rayon::current_thread_index() == main {
+                            return;
+                        }
+                        while !done.load(Ordering::Acquire) {
+                            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                                std::hint::spin_loop();
+                            }
+                        }
+                    });
+                }
+                // Set on drop, so a panic in `f` still releases the pollers
+                // and unwinds instead of hanging the scope.
+                struct Release<'a>(&'a AtomicBool);
+                impl Drop for Release<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::Release);
+                    }
+                }
+                let _release = Release(&done);
+                f()
+            })
         })
     }
 
