@@ -220,6 +220,22 @@ impl Tensor {
         }
     }
 
+    /// The data as little-endian bytes, borrowed without a copy on
+    /// little-endian machines (the layout safetensors, ONNX and torch use).
+    pub fn le_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            std::borrow::Cow::Borrowed(match &self.data {
+                TensorData::F32(v) => bytemuck::cast_slice(v),
+                TensorData::F16(v) => bytemuck::cast_slice(v),
+                TensorData::BF16(v) => bytemuck::cast_slice(v),
+                TensorData::F64(v) => bytemuck::cast_slice(v),
+                TensorData::I64(v) => bytemuck::cast_slice(v),
+            })
+        } else {
+            std::borrow::Cow::Owned(self.to_le_bytes())
+        }
+    }
+
     /// The data as little-endian bytes (the layout safetensors, ONNX and torch use).
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.nbytes());
@@ -311,6 +327,12 @@ mod tests {
         let third = Tensor::from_f32(vec![1], vec![1.0 / 3.0]).unwrap();
         let h = third.to_dtype(DType::F16).unwrap();
         assert_eq!(h.to_f64_vec()[0], f16::from_f32(1.0 / 3.0).to_f64());
+    }
+
+    #[test]
+    fn borrowed_bytes_are_little_endian() {
+        let t = Tensor::from_f32(vec![2], vec![1.5, -2.0]).unwrap();
+        assert_eq!(&*t.le_bytes(), t.to_le_bytes().as_slice());
     }
 
     #[test]

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use incept_ir::{ByteOrder, DType, Tensor};
@@ -189,61 +188,79 @@ fn check_duplicates(bytes: &[u8], path: &Path) -> Result<(), SafetensorsError> {
     Ok(())
 }
 
-/// Serialises `tensors` (in the given order of names) with `metadata`.
-pub fn to_bytes(
-    tensors: &[(String, Tensor)],
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>, SafetensorsError> {
-    struct View<'a>(&'a Tensor, Vec<u8>);
-    impl safetensors::View for &View<'_> {
-        fn dtype(&self) -> Dtype {
-            match self.0.dtype() {
-                DType::F32 => Dtype::F32,
-                DType::F16 => Dtype::F16,
-                DType::BF16 => Dtype::BF16,
-                DType::F64 => Dtype::F64,
-                DType::I64 => Dtype::I64,
-            }
-        }
-        fn shape(&self) -> &[usize] {
-            self.0.shape()
-        }
-        fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-            std::borrow::Cow::Borrowed(&self.1)
-        }
-        fn data_len(&self) -> usize {
-            self.1.len()
+/// A tensor as the `safetensors` crate sees it: its bytes are borrowed, not copied.
+struct View<'a>(&'a Tensor);
+
+impl safetensors::View for View<'_> {
+    fn dtype(&self) -> Dtype {
+        match self.0.dtype() {
+            DType::F32 => Dtype::F32,
+            DType::F16 => Dtype::F16,
+            DType::BF16 => Dtype::BF16,
+            DType::F64 => Dtype::F64,
+            DType::I64 => Dtype::I64,
         }
     }
-    let views: Vec<(String, View<'_>)> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), View(t, t.to_le_bytes())))
-        .collect();
-    let meta = (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
-    safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), meta).map_err(|e| {
-        SafetensorsError::Format {
-            path: PathBuf::from("<output>"),
-            message: e.to_string(),
-        }
-    })
+    fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.0.le_bytes()
+    }
+    fn data_len(&self) -> usize {
+        self.0.nbytes()
+    }
 }
 
-/// Writes `tensors` to `path` atomically: a temporary file in the same folder,
-/// renamed over `path` once fully written. No partial file is ever left.
+fn views<'a>(tensors: &[(&'a str, &'a Tensor)]) -> Vec<(&'a str, View<'a>)> {
+    tensors.iter().map(|&(n, t)| (n, View(t))).collect()
+}
+
+fn format_error(path: &Path, e: safetensors::SafeTensorError) -> SafetensorsError {
+    SafetensorsError::Format {
+        path: path.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Serialises `tensors` (in the given order) with `metadata`.
+pub fn to_bytes(
+    tensors: &[(&str, &Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, SafetensorsError> {
+    let meta = (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
+    safetensors::serialize(views(tensors), meta).map_err(|e| format_error(Path::new("<output>"), e))
+}
+
+/// Writes `tensors` to `path` atomically: streamed into a temporary file in
+/// the same folder (no second copy of the weights in memory), renamed over
+/// `path` once complete. No partial file is ever left.
 pub fn write(
     path: &Path,
-    tensors: &[(String, Tensor)],
+    tensors: &[(&str, &Tensor)],
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), SafetensorsError> {
-    let bytes = to_bytes(tensors, metadata)?;
-    write_atomically(path, &bytes).map_err(|source| SafetensorsError::Io {
+    let meta = (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
+    let io = |source| SafetensorsError::Io {
         path: path.into(),
         source,
-    })
+    };
+    let tmp = temporary_sibling(path);
+    let result = safetensors::serialize_to_file(views(tensors), meta, &tmp)
+        .map_err(|e| format_error(path, e))
+        .and_then(|()| {
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(io)
+        })
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, then renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn temporary_sibling(path: &Path) -> PathBuf {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -252,15 +269,5 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.incept-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    dir.join(format!(".{name}.incept-{}.tmp", std::process::id()))
 }

@@ -29,7 +29,7 @@ pub fn run(args: &ConvertArgs) -> Result<Outcome> {
             let mut tensors = Vec::with_capacity(loaded.graph.params.len());
             for p in &loaded.graph.params {
                 match &p.data {
-                    Some(t) => tensors.push((p.name.clone(), t.clone())),
+                    Some(t) => tensors.push((p.name.as_str(), t)),
                     None => bail!(
                         "{}: parameter `{}` has no weights; a template cannot be saved as a state dict",
                         loaded.source,

@@ -134,7 +134,8 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             ("model".to_string(), source.clone()),
             ("precision".to_string(), report.precision.clone()),
         ]);
-        incept_safetensors::write(path, &tensors, &meta)?;
+        let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        incept_safetensors::write(path, &refs, &meta)?;
     }
     let text = match args.format {
         OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
