@@ -236,6 +236,21 @@ impl Tensor {
         }
     }
 
+    /// The data as mutable little-endian bytes, so a reader can fill a tensor
+    /// straight from a file; `None` on big-endian machines.
+    pub fn le_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        if !cfg!(target_endian = "little") {
+            return None;
+        }
+        Some(match &mut self.data {
+            TensorData::F32(v) => bytemuck::cast_slice_mut(v),
+            TensorData::F16(v) => bytemuck::cast_slice_mut(v),
+            TensorData::BF16(v) => bytemuck::cast_slice_mut(v),
+            TensorData::F64(v) => bytemuck::cast_slice_mut(v),
+            TensorData::I64(v) => bytemuck::cast_slice_mut(v),
+        })
+    }
+
     /// The data as little-endian bytes (the layout safetensors, ONNX and torch use).
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.nbytes());

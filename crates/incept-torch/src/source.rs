@@ -24,6 +24,12 @@ pub(crate) trait Source {
     /// raised before anything is allocated.
     fn read_at(&self, offset: usize, len: usize) -> io::Result<Cow<'_, [u8]>>;
 
+    /// Fills `buf` with the bytes from `offset` (a file reads straight into it).
+    fn read_into(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        buf.copy_from_slice(&self.read_at(offset, buf.len())?);
+        Ok(())
+    }
+
     /// [`Source::read_at`] with the failure described for messages.
     fn read_for(&self, what: &str, offset: usize, len: usize) -> Result<Cow<'_, [u8]>, ReadError> {
         self.read_at(offset, len).map_err(|error| ReadError {
@@ -99,6 +105,16 @@ impl Source for FileSource {
         let mut buf = vec![0u8; len];
         read_exact_at(&self.file, &mut buf, offset as u64)?;
         Ok(Cow::Owned(buf))
+    }
+
+    fn read_into(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        if offset
+            .checked_add(buf.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(past_end(offset, buf.len(), self.len));
+        }
+        read_exact_at(&self.file, buf, offset as u64)
     }
 }
 

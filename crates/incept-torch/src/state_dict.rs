@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use incept_ir::{ByteOrder, Tensor};
 
-use crate::error::{FormatError, ZipError};
+use crate::error::{FormatError, ReadError, ViewError, ZipError};
 use crate::pickle::Parsed;
 use crate::source::Source;
 use crate::storage::{self, StorageRef, TensorSpec};
@@ -48,6 +48,58 @@ pub(crate) struct Extent {
     pub range: Range<usize>,
     /// The zip entry's CRC-32, checked when the bytes are read.
     pub crc: Option<u32>,
+}
+
+/// A tensor that is its whole storage, read from the source straight into
+/// its own buffer (no intermediate copy); `None` when the fast path does not
+/// apply (a view, a shared storage, big-endian data or host).
+fn read_whole<S: Source + ?Sized>(
+    t: &NamedSpec,
+    name: &str,
+    order: ByteOrder,
+    src: &S,
+) -> Result<Option<Tensor>, FormatError> {
+    let view_error = |error| FormatError::View {
+        tensor: name.to_owned(),
+        error,
+    };
+    let Some(dtype) = t.storage.ty.dtype() else {
+        return Ok(None);
+    };
+    let Some(shape) = storage::whole_storage_shape(&t.spec, &t.storage).map_err(view_error)? else {
+        return Ok(None);
+    };
+    if order != ByteOrder::Little {
+        return Ok(None);
+    }
+    let mut tensor = Tensor::zeros(dtype, shape).map_err(|e| view_error(ViewError::Tensor(e)))?;
+    let Some(buf) = tensor.le_bytes_mut() else {
+        return Ok(None);
+    };
+    let extent = &t.extent;
+    if buf.len() != extent.range.len() {
+        return Ok(None);
+    }
+    src.read_into(extent.range.start, buf).map_err(|error| {
+        FormatError::Read(ReadError {
+            what: extent.what.clone(),
+            offset: extent.range.start as u64,
+            end: extent.range.end as u64,
+            kind: error.kind(),
+            message: error.to_string(),
+        })
+    })?;
+    if let Some(expected) = extent.crc {
+        let found = crc32fast::hash(buf);
+        if found != expected {
+            return Err(FormatError::Zip(ZipError::Crc {
+                entry: extent.what.clone(),
+                expected,
+                found,
+            }));
+        }
+    }
+    Ok(Some(tensor))
 }
 
 impl Extent {
@@ -284,6 +336,12 @@ pub(crate) fn materialize<S: Source + ?Sized>(
         let Some(first) = users.first().and_then(|&i| found.get(i)) else {
             continue;
         };
+        if let [only] = users.as_slice()
+            && let Some(tensor) = read_whole(&found[*only], &names[*only], order, src)?
+        {
+            built[*only] = Some(tensor);
+            continue;
+        }
         let bytes = first.extent.read(src)?;
         for &i in users {
             let (Some(t), Some(name), Some(slot)) = (found.get(i), names.get(i), built.get_mut(i))

@@ -231,6 +231,17 @@ pub(crate) fn view_nbytes(spec: &TensorSpec, storage: &StorageRef) -> Result<u64
 /// `bytes` must be the whole storage (its length was checked against the
 /// persistent id's element count before). Nothing is allocated before the view
 /// is known to lie inside the storage.
+/// The shape of a view that is its whole storage, contiguous from element 0
+/// (the common case: one parameter per storage), after checking it. Such a
+/// tensor can be read from the file straight into its own buffer.
+pub(crate) fn whole_storage_shape(
+    spec: &TensorSpec,
+    storage: &StorageRef,
+) -> Result<Option<Vec<usize>>, ViewError> {
+    let g = check_view(spec, storage)?;
+    Ok((g.offset == 0 && g.numel as u64 == storage.numel && is_contiguous(&g)).then_some(g.shape))
+}
+
 pub(crate) fn materialize(
     spec: &TensorSpec,
     storage: &StorageRef,
