@@ -7,7 +7,7 @@
 //! then torchvision naming ([`NamingSource`]). Export writes whatever the
 //! graph holds at opset 13 to 21 (default 17).
 //!
-//! Supported ops (default domain, model opsets 7 to 21; each converter's
+//! Supported ops (default domain, model opsets 7 to 28; each converter's
 //! file names its spec and version history):
 //!
 //! | ONNX | IR |

@@ -3,7 +3,7 @@
 //! an exported [`Op::ChannelAffine`]).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Add.html>. Versions 7
-//! (broadcasting), 13, 14; covers opsets 7 to 21. Two inputs, one constant.
+//! (broadcasting), 13, 14; covers opsets 7 to 28. Two inputs, one constant.
 //! Adding two activations is refused (Inception V3 has no residuals).
 
 use super::{OpSpec, per_channel};
@@ -15,7 +15,7 @@ use incept_ir::op::Linear;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Add",
-    opsets: (7, 21),
+    opsets: (7, 28),
     inputs: (2, 2),
     outputs: 1,
     convert,

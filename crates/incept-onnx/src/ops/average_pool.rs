@@ -2,7 +2,7 @@
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__AveragePool.html>. Versions
 //! 7 (count_include_pad), 10 (ceil_mode), 11, 19 (dilations; and 22); covers
-//! opsets 7 to 21. One input. 2-D, dilation 1.
+//! opsets 7 to 28. One input. 2-D, dilation 1.
 
 use incept_ir::Op;
 use incept_ir::op::{Pool2d, PoolKind};
@@ -14,7 +14,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "AveragePool",
-    opsets: (7, 21),
+    opsets: (7, 28),
     inputs: (1, 1),
     outputs: 1,
     convert,

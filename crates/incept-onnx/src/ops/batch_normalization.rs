@@ -1,7 +1,7 @@
 //! BatchNormalization → [`Op::BatchNorm`] (inference mode only).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__BatchNormalization.html>.
-//! Versions 7, 9, 14, 15; covers opsets 7 to 21. Inputs: X, scale, B,
+//! Versions 7, 9, 14, 15; covers opsets 7 to 28. Inputs: X, scale, B,
 //! input_mean, input_var (all but X constant). `training_mode` must be 0 and
 //! the training outputs (running mean/var) unused.
 
@@ -15,7 +15,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "BatchNormalization",
-    opsets: (7, 21),
+    opsets: (7, 28),
     inputs: (5, 5),
     outputs: 3,
     convert,

@@ -3,7 +3,7 @@
 //! [`Op::ChannelAffine`]: the tail of the `transform_input` pattern.
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Concat.html>. Versions 4,
-//! 11 (negative axis), 13; covers opsets 7 to 21. One or more inputs.
+//! 11 (negative axis), 13; covers opsets 7 to 28. One or more inputs.
 
 use incept_ir::Op;
 use incept_ir::op::Concat;
@@ -15,7 +15,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Concat",
-    opsets: (4, 21),
+    opsets: (4, 28),
     inputs: (1, usize::MAX),
     outputs: 1,
     convert,

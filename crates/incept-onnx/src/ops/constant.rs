@@ -2,8 +2,8 @@
 //! need constants (weights, axes, shapes) read it like an initializer.
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Constant.html>. Versions 1,
-//! 9, 11 (sparse_value), 12 (value_* scalars/lists), 13, 19, 21; covers
-//! opsets 7 to 21. Supported: `value`, `value_float(s)`, `value_int(s)`.
+//! 9, 11 (sparse_value), 12 (value_* scalars/lists), 13, 19, 21, 23–25 (element types only); covers
+//! opsets 7 to 28. Supported: `value`, `value_float(s)`, `value_int(s)`.
 
 use std::rc::Rc;
 
@@ -17,7 +17,7 @@ use crate::tensor::{Source, decode_tensor};
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Constant",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (0, 0),
     outputs: 1,
     convert,

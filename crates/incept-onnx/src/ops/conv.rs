@@ -1,7 +1,7 @@
 //! Conv → [`Op::Conv2d`].
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Conv.html>. Versions 1, 11
-//! (and 22, same semantics); covers opsets 7 to 21. Inputs: X, W, optional B.
+//! (and 22, same semantics); covers opsets 7 to 28. Inputs: X, W, optional B.
 //! 2-D only; `auto_pad` NOTSET, SAME_UPPER, SAME_LOWER and VALID.
 
 use incept_ir::Op;
@@ -14,7 +14,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Conv",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (2, 3),
     outputs: 1,
     convert,

@@ -2,7 +2,7 @@
 //! mirrors its source).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Dropout.html>. Versions 7,
-//! 10, 12 (ratio and training_mode as inputs), 13; covers opsets 7 to 21.
+//! 10, 12 (ratio and training_mode as inputs), 13, 22 (element types only); covers opsets 7 to 28.
 //! The mask output must be unused and training_mode false.
 
 use incept_ir::Op;
@@ -15,7 +15,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Dropout",
-    opsets: (7, 21),
+    opsets: (7, 28),
     inputs: (1, 3),
     outputs: 2,
     convert,

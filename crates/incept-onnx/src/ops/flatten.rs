@@ -1,7 +1,7 @@
 //! Flatten with axis 1 → [`Op::Flatten`] `start_dim = 1` (`torch.flatten(x, 1)`).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Flatten.html>. Versions 1, 9,
-//! 11 (negative axis), 13, 21; covers opsets 7 to 21. One input. ONNX
+//! 11 (negative axis), 13, 21, 23–25 (element types only); covers opsets 7 to 28. One input. ONNX
 //! always makes a 2-D output, which equals `torch.flatten(x, 1)` only for
 //! axis 1, so other axes are refused.
 
@@ -15,7 +15,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Flatten",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (1, 1),
     outputs: 1,
     convert,

@@ -3,7 +3,7 @@
 //! exporters write it. Other gathers are refused.
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Gather.html>. Versions 1, 11,
-//! 13; covers opsets 7 to 21. Inputs: data, indices (constant int64).
+//! 13; covers opsets 7 to 28. Inputs: data, indices (constant int64).
 
 use super::{OpSpec, fixed_dim, int_values};
 use crate::error::OnnxError;
@@ -12,7 +12,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Gather",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (2, 2),
     outputs: 1,
     convert,

@@ -1,7 +1,7 @@
 //! Gemm `Y = alpha·A·B' + beta·C` with constant B and C → [`Op::Linear`].
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Gemm.html>. Versions 7, 9,
-//! 11 (optional C), 13; covers opsets 7 to 21. Inputs: A, B, optional C.
+//! 11 (optional C), 13; covers opsets 7 to 28. Inputs: A, B, optional C.
 //! `transA` must be 0; `transB = 0` transposes the weight; `alpha`/`beta`
 //! other than 1 are folded into the weights only when every product is
 //! exact in the weights' dtype, and refused otherwise.
@@ -16,7 +16,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Gemm",
-    opsets: (7, 21),
+    opsets: (7, 28),
     inputs: (2, 3),
     outputs: 1,
     convert,

@@ -1,7 +1,7 @@
 //! GlobalAveragePool → [`Op::AdaptiveAvgPool2d`] with output `[1, 1]`.
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__GlobalAveragePool.html>.
-//! Version 1 (and 22); covers opsets 7 to 21. One input, rank 4.
+//! Version 1 (and 22); covers opsets 7 to 28. One input, rank 4.
 
 use incept_ir::Op;
 use incept_ir::op::AdaptiveAvgPool2d;
@@ -13,7 +13,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "GlobalAveragePool",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (1, 1),
     outputs: 1,
     convert,

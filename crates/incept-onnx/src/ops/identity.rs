@@ -1,7 +1,7 @@
 //! Identity: the output stands for the input; no node is made.
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Identity.html>. Versions 1,
-//! 13, 14, 16, 19, 21; covers opsets 7 to 21 (tensors only). One input.
+//! 13, 14, 16, 19, 21, 23–25 (element types only); covers opsets 7 to 28 (tensors only). One input.
 
 use super::OpSpec;
 use crate::error::OnnxError;
@@ -10,7 +10,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Identity",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (1, 1),
     outputs: 1,
     convert,

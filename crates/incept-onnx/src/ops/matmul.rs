@@ -2,7 +2,7 @@
 //! unless an Add of a constant bias follows; see `add.rs`).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__MatMul.html>. Versions 9, 13;
-//! covers opsets 7 to 21. Inputs: A (activation), B (constant `[in, out]`).
+//! covers opsets 7 to 28. Inputs: A (activation), B (constant `[in, out]`).
 
 use super::OpSpec;
 use super::gemm::transpose;
@@ -12,7 +12,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "MatMul",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (2, 2),
     outputs: 1,
     convert,

@@ -1,7 +1,7 @@
 //! MaxPool → [`Op::Pool2d`] (max).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__MaxPool.html>. Versions 1, 8,
-//! 10 (ceil_mode), 11, 12 (and 22); covers opsets 7 to 21. One input; the
+//! 10 (ceil_mode), 11, 12 (and 22); covers opsets 7 to 28. One input; the
 //! optional Indices output must be unused. 2-D, dilation 1, row-major storage.
 
 use incept_ir::Op;
@@ -14,7 +14,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "MaxPool",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (1, 1),
     outputs: 2,
     convert,

@@ -35,8 +35,12 @@ pub(crate) use gemm::transpose;
 
 /// Oldest default-domain opset the importer reads.
 pub const MIN_OPSET: i64 = 7;
-/// Newest default-domain opset the importer reads.
-pub const MAX_OPSET: i64 = 21;
+/// Newest default-domain opset the importer reads: the newest onnxruntime
+/// 1.32 runs (ONNX 1.23's). Versions 22 to 25 of the supported ops only add
+/// element types (bfloat16, float8, float4, int2…; attributes and inputs
+/// unchanged, checked against onnx 1.23's schemas), and the importer refuses
+/// element types it does not read, so every op imports the same way up to 28.
+pub const MAX_OPSET: i64 = 28;
 
 /// Converts one ONNX node, defining its output(s) in the context.
 pub(crate) type ConvertFn = fn(&mut Ctx<'_>, &NodeProto) -> Result<(), OnnxError>;

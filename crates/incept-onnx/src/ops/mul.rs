@@ -3,7 +3,7 @@
 //! constant, as incept exports [`incept_ir::Op::ChannelAffine`]).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Mul.html>. Versions 7
-//! (broadcasting), 13, 14; covers opsets 7 to 21. Two inputs, one constant.
+//! (broadcasting), 13, 14; covers opsets 7 to 28. Two inputs, one constant.
 
 use super::add::scalar;
 use super::{OpSpec, per_channel};
@@ -13,7 +13,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Mul",
-    opsets: (7, 21),
+    opsets: (7, 28),
     inputs: (2, 2),
     outputs: 1,
     convert,

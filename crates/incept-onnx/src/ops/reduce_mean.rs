@@ -2,7 +2,7 @@
 //! (how the dynamo exporter writes `AdaptiveAvgPool2d((1, 1))`).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__ReduceMean.html>. Versions
-//! 1, 11, 13 (axes attribute) and 18 (axes input); covers opsets 7 to 21.
+//! 1, 11, 13 (axes attribute) and 18 (axes input); covers opsets 7 to 28.
 //! Other reductions are refused.
 
 use incept_ir::Op;
@@ -15,7 +15,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "ReduceMean",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (1, 2),
     outputs: 1,
     convert,

@@ -1,7 +1,7 @@
 //! Relu → [`Op::Relu`].
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Relu.html>. Versions 6, 13,
-//! 14; covers opsets 7 to 21. One input, one output.
+//! 14; covers opsets 7 to 28. One input, one output.
 
 use incept_ir::Op;
 
@@ -12,7 +12,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Relu",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (1, 1),
     outputs: 1,
     convert,

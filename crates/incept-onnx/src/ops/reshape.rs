@@ -1,7 +1,7 @@
 //! Reshape with a constant target shape → [`Op::Reshape`].
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Reshape.html>. Versions 5
-//! (shape input), 13, 14 (allowzero), 19, 21; covers opsets 7 to 21. Inputs:
+//! (shape input), 13, 14 (allowzero), 19, 21, 23–25 (element types only); covers opsets 7 to 28. Inputs:
 //! data, shape (constant int64). `allowzero = 1` with a 0 in the shape is refused.
 
 use incept_ir::Op;
@@ -14,7 +14,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Reshape",
-    opsets: (5, 21),
+    opsets: (5, 28),
     inputs: (2, 2),
     outputs: 1,
     convert,

@@ -2,7 +2,7 @@
 //! channel selection of `transform_input`. Other slices are refused.
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Slice.html>. Versions 1
-//! (attributes), 10 (inputs), 11, 13; covers opsets 7 to 21.
+//! (attributes), 10 (inputs), 11, 13; covers opsets 7 to 28.
 
 use super::{OpSpec, fixed_dim, int_values};
 use crate::error::OnnxError;
@@ -11,7 +11,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Slice",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (1, 5),
     outputs: 1,
     convert,

@@ -2,7 +2,7 @@
 //! part of the `transform_input` pattern. Other unsqueezes are refused.
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Unsqueeze.html>. Versions 1,
-//! 11, 13 (axes input), 21; covers opsets 7 to 21.
+//! 11, 13 (axes input), 21, 23–25 (element types only); covers opsets 7 to 28.
 
 use super::{OpSpec, int_values};
 use crate::error::OnnxError;
@@ -11,7 +11,7 @@ use crate::proto::NodeProto;
 
 pub(crate) const SPEC: OpSpec = OpSpec {
     op_type: "Unsqueeze",
-    opsets: (1, 21),
+    opsets: (1, 28),
     inputs: (1, 2),
     outputs: 1,
     convert,
