@@ -222,8 +222,10 @@ fn micro(
     let rows = c.len();
     assert!(kc > 0 && rows > 0 && rows <= MR && ncols > 0 && ncols <= NR);
     assert!(a.len() >= kc * MR, "sgemm: packed block too short");
+    // Checked arithmetic: a wrapped bound would let the kernel read outside `b`.
+    let b_needed = (kc - 1).checked_mul(ldb).and_then(|x| x.checked_add(ncols));
     assert!(
-        b.len() >= (kc - 1) * ldb + ncols,
+        (kc == 1 || ldb >= ncols) && b_needed.is_some_and(|need| b.len() >= need),
         "sgemm: rhs block out of bounds"
     );
     let mut cp = [std::ptr::null_mut::<f32>(); MR];
@@ -258,6 +260,13 @@ fn micro(
             ncols,
             accumulate,
         );
+    }
+    // `PackedWeights` is only built where AVX-512F was detected, so this
+    // function is unreachable elsewhere.
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, b, ldb, cp, accumulate);
+        unreachable!("sgemm: packed weights exist only on x86_64 with AVX-512F");
     }
 }
 
@@ -339,6 +348,38 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_wrapping_rhs_bound_is_refused() {
+        let Some(a) = PackedWeights::new(&[1.0, 1.0], 1, 2) else {
+            eprintln!("skipped: no AVX-512 on this machine, the kernel cannot be reached");
+            return;
+        };
+        // (kc − 1)·ldb + ncols wraps to 0 with ldb = usize::MAX: it must panic, not read.
+        let result = std::panic::catch_unwind(|| {
+            let mut dst = [0f32];
+            gemm(
+                &mut dst,
+                1,
+                &a,
+                &Dense {
+                    b: &[],
+                    ldb: usize::MAX,
+                },
+                1,
+                1,
+            );
+        });
+        let message = result.expect_err("the call must be refused");
+        let text = message
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| message.downcast_ref::<&str>().copied());
+        assert!(
+            text.is_some_and(|t| t.contains("rhs block out of bounds")),
+            "{text:?}"
+        );
+    }
+
     use super::*;
 
     /// Integer-valued data: every product and sum is exact in f32, so the
