@@ -125,25 +125,17 @@ pub fn conv2d<T: Float>(
                 };
                 sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, threads);
             } else {
-                // Banded im2col as below. (Unfolding each `kc × NR` block
-                // straight into the kernel's buffer was tried: the per-block
-                // index work cost more than the scratch round trip saved.)
-                let band = (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh);
-                let mut oh0 = 0;
-                while oh0 < g.oh {
-                    let oh1 = (oh0 + band).min(g.oh);
-                    let tn = (oh1 - oh0) * g.ow;
-                    scratch.resize(k * tn, T::ZERO);
-                    im2col(g, cg, input, &mut scratch[..k * tn], (oh0, oh1), threads);
-                    let (Some(b), Some(y)) = (
-                        T::as_f32(&scratch[..k * tn]),
-                        T::as_f32_mut(&mut out[oh0 * g.ow..]),
-                    ) else {
+                // (Unfolding each `kc × NR` block straight into the kernel's
+                // buffer was tried: the per-block index work cost more than
+                // the scratch round trip saved.)
+                im2col_bands(g, cg, input, scratch, threads, |cols, oh0, tn| {
+                    let (Some(b), Some(y)) =
+                        (T::as_f32(cols), T::as_f32_mut(&mut out[oh0 * g.ow..]))
+                    else {
                         unreachable!("weights are packed only for float32");
                     };
                     sgemm::gemm(y, n, p, &Dense { b, ldb: tn }, tn, threads);
-                    oh0 = oh1;
-                }
+                });
             }
             epilogue.apply_from(out, n, 0, threads);
             return;
@@ -156,24 +148,39 @@ pub fn conv2d<T: Float>(
         if g.is_pointwise() {
             gemm_k_blocked(dst, n, w, og, k, x, n, threads);
         } else {
-            // im2col a band of output rows at a time, so the scratch matrix stays
-            // small (a few MiB) even for the 147x147 layers.
-            let band = (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh);
-            let mut oh0 = 0;
-            while oh0 < g.oh {
-                let oh1 = (oh0 + band).min(g.oh);
-                let tn = (oh1 - oh0) * g.ow;
-                scratch.resize(k * tn, T::ZERO);
-                im2col(g, cg, x, &mut scratch[..k * tn], (oh0, oh1), threads);
-                gemm_k_blocked(&mut dst[oh0 * g.ow..], n, w, og, k, scratch, tn, threads);
-                oh0 = oh1;
-            }
+            im2col_bands(g, cg, x, scratch, threads, |cols, oh0, tn| {
+                gemm_k_blocked(&mut dst[oh0 * g.ow..], n, w, og, k, cols, tn, threads);
+            });
         }
         epilogue.apply_from(dst, n, grp * og, threads);
     }
 }
 
 /// Unfolds `x` (`[cg, H, W]`) into `cols` (`[cg·kh·kw, OH·OW]`), zeros for padding.
+/// Builds the im2col matrix one band of output rows at a time, so the
+/// scratch matrix stays small (a few MiB) even for the 147x147 layers, and
+/// hands each band to `gemm(cols, first_output_row, columns)`.
+fn im2col_bands<T: Float>(
+    g: &ConvGeom,
+    cg: usize,
+    x: &[T],
+    scratch: &mut Vec<T>,
+    threads: usize,
+    mut gemm: impl FnMut(&[T], usize, usize),
+) {
+    let k = g.k();
+    let band = (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh);
+    let mut oh0 = 0;
+    while oh0 < g.oh {
+        let oh1 = (oh0 + band).min(g.oh);
+        let tn = (oh1 - oh0) * g.ow;
+        scratch.resize(k * tn, T::ZERO);
+        im2col(g, cg, x, &mut scratch[..k * tn], (oh0, oh1), threads);
+        gemm(&scratch[..k * tn], oh0, tn);
+        oh0 = oh1;
+    }
+}
+
 /// Output rows `oh0..oh1` only: `cols` is `[cg·kh·kw, (oh1−oh0)·OW]`.
 fn im2col<T: Float>(
     g: &ConvGeom,
