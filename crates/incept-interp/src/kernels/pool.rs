@@ -69,8 +69,7 @@ fn spans(
 ///
 /// Max and sum are separable: a pass down the columns (over whole contiguous
 /// rows, which vectorises), then one along each output row, so a k×k window
-/// costs about 2k operations per output, not k². Sums are kept in f64 and
-/// rounded once, so pooling adds no error of its own. A channel holding a NaN
+/// costs about 2k operations per output, not k². A channel holding a NaN
 /// is pooled again window by window, so NaN propagates as in PyTorch.
 pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T], threads: usize) {
     let xs = spans(g.w, g.ow, g.kernel[1], g.stride[1], g.pads[1], g.pads[3]);
@@ -97,6 +96,7 @@ fn pool_channels<T: Float>(
     out: &mut [T],
 ) {
     match g.kind {
+        PoolKind::Max if is_valid_3x3_s2(g) => max_valid_3x3_s2(g, xs, ys, channels, input, out),
         PoolKind::Max => {
             let (a, b) = interior(g, xs);
             let sw = g.stride[1];
@@ -130,24 +130,16 @@ fn pool_channels<T: Float>(
                     }
                 }
                 if has_nan {
-                    for (oy, sy) in ys.iter().enumerate() {
-                        for (ox, sx) in xs.iter().enumerate() {
-                            let mut m = T::NEG_INFINITY;
-                            for y in sy.lo..sy.hi {
-                                let row = &plane[y * g.w..(y + 1) * g.w];
-                                m = max_nan(m, max_of_nan(&row[sx.lo..sx.hi]));
-                            }
-                            dst[oy * g.ow + ox] = m;
-                        }
-                    }
+                    max_windows_nan(g.w, xs, ys, plane, dst);
                 }
             }
         }
+        PoolKind::Avg if is_same_3x3(g) => avg_same_3x3(g, channels, input, out),
         PoolKind::Avg => {
-            let mut cols = vec![0f64; g.w];
-            // 1/count per output, in f64: one multiply instead of a divide, and
-            // the f64 rounding is far below what the f32 result keeps.
-            let recip: Vec<f64> = ys
+            let mut cols = vec![T::ZERO; g.w];
+            // 1/count per output: one multiply instead of a divide (within
+            // one rounding of PyTorch's division).
+            let recip: Vec<T> = ys
                 .iter()
                 .flat_map(|sy| {
                     xs.iter().map(move |sx| {
@@ -156,7 +148,7 @@ fn pool_channels<T: Float>(
                         } else {
                             (sy.hi - sy.lo) * (sx.hi - sx.lo)
                         };
-                        1.0 / count.max(1) as f64
+                        T::from_f64(1.0 / count.max(1) as f64)
                     })
                 })
                 .collect();
@@ -166,37 +158,171 @@ fn pool_channels<T: Float>(
             } else {
                 (g.ow, g.ow)
             };
+            let window_sum = |w: &[T]| w.iter().fold(T::ZERO, |a, &v| a + v);
             for c in 0..channels {
                 let plane = &input[c * g.h * g.w..(c + 1) * g.h * g.w];
                 let dst = &mut out[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
                 for ((line, sy), r) in dst.chunks_mut(g.ow).zip(ys).zip(recip.chunks(g.ow)) {
-                    cols.fill(0.0);
+                    // Sums in the element type, as PyTorch's float32 kernel
+                    // accumulates (and the float64 oracle in float64).
+                    cols.fill(T::ZERO);
                     for y in sy.lo..sy.hi {
-                        for (a, v) in cols.iter_mut().zip(&plane[y * g.w..(y + 1) * g.w]) {
-                            *a += v.to_f64();
+                        for (a, &v) in cols.iter_mut().zip(&plane[y * g.w..(y + 1) * g.w]) {
+                            *a += v;
                         }
                     }
                     let (a, b) = interior;
-                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r).take(a) {
-                        let sum: f64 = cols[sx.lo..sx.hi].iter().sum();
-                        *d = T::from_f64(sum * r);
+                    for ((d, sx), &r) in line.iter_mut().zip(xs).zip(r).take(a) {
+                        *d = window_sum(&cols[sx.lo..sx.hi]) * r;
                     }
                     if b > a {
                         // Three shifted slices instead of a window per output: vectorises.
                         let lo = xs[a].lo;
                         let (c0, c1, c2) = (&cols[lo..], &cols[lo + 1..], &cols[lo + 2..]);
-                        for ((((d, x0), x1), x2), r) in
+                        for ((((d, &x0), &x1), &x2), &r) in
                             line[a..b].iter_mut().zip(c0).zip(c1).zip(c2).zip(&r[a..b])
                         {
-                            *d = T::from_f64((x0 + x1 + x2) * r);
+                            *d = (x0 + x1 + x2) * r;
                         }
                     }
-                    for ((d, sx), r) in line.iter_mut().zip(xs).zip(r).skip(b.max(a)) {
-                        let sum: f64 = cols[sx.lo..sx.hi].iter().sum();
-                        *d = T::from_f64(sum * r);
+                    for ((d, sx), &r) in line.iter_mut().zip(xs).zip(r).skip(b.max(a)) {
+                        *d = window_sum(&cols[sx.lo..sx.hi]) * r;
                     }
                 }
             }
+        }
+    }
+}
+
+/// A 3x3 window, stride 2, no padding, every window whole (all of
+/// Inception's max pools).
+fn is_valid_3x3_s2(g: &PoolGeom) -> bool {
+    g.kernel == [3, 3]
+        && g.stride == [2, 2]
+        && g.pads == [0; 4]
+        && g.h >= 3
+        && g.w >= 3
+        && (g.oh, g.ow) == ((g.h - 3) / 2 + 1, (g.w - 3) / 2 + 1)
+}
+
+/// [`is_valid_3x3_s2`] max pooling. Per output row, the vertical maximum of
+/// the three input rows is stored split into even and odd columns, so the
+/// horizontal stride-2 window becomes `max(even[x], odd[x], even[x + 1])`
+/// over contiguous slices: both passes vectorise.
+fn max_valid_3x3_s2<T: Float>(
+    g: &PoolGeom,
+    xs: &[Span],
+    ys: &[Span],
+    channels: usize,
+    input: &[T],
+    out: &mut [T],
+) {
+    let (h, w, ow) = (g.h, g.w, g.ow);
+    let half = w / 2;
+    let mut even = vec![T::NEG_INFINITY; half + 1];
+    let mut odd = vec![T::NEG_INFINITY; half];
+    let max = |a: T, b: T| if b > a { b } else { a };
+    for c in 0..channels {
+        let plane = &input[c * h * w..(c + 1) * h * w];
+        let dst = &mut out[c * g.oh * ow..(c + 1) * g.oh * ow];
+        if plane.iter().fold(false, |a, v| a | v.is_nan()) {
+            max_windows_nan(w, xs, ys, plane, dst);
+            continue;
+        }
+        for (oy, line) in dst.chunks_mut(ow).enumerate() {
+            let r0 = &plane[2 * oy * w..][..w];
+            let r1 = &plane[(2 * oy + 1) * w..][..w];
+            let r2 = &plane[(2 * oy + 2) * w..][..w];
+            for ((((e, o), a), b), d) in even
+                .iter_mut()
+                .zip(odd.iter_mut())
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+                .zip(r2.chunks_exact(2))
+            {
+                *e = max(max(a[0], b[0]), d[0]);
+                *o = max(max(a[1], b[1]), d[1]);
+            }
+            if w % 2 == 1 {
+                even[half] = max(max(r0[w - 1], r1[w - 1]), r2[w - 1]);
+            }
+            for (((d, &e0), &o0), &e1) in line.iter_mut().zip(&even).zip(&odd).zip(&even[1..]) {
+                *d = max(max(e0, o0), e1);
+            }
+        }
+    }
+}
+
+/// A 3x3 window, stride 1, padding 1 on every side (Inception's branch
+/// pools): the output has the input's shape.
+fn is_same_3x3(g: &PoolGeom) -> bool {
+    g.kernel == [3, 3]
+        && g.stride == [1, 1]
+        && g.pads == [1; 4]
+        && (g.oh, g.ow) == (g.h, g.w)
+        && g.h >= 2
+        && g.w >= 2
+}
+
+/// [`is_same_3x3`] average pooling, a whole plane per pass: the planes of
+/// Inception's 35x35, 17x17 and 8x8 blocks are too narrow for row-by-row
+/// loops to vectorise, so the vertical sums run over the plane as one flat
+/// slice, the horizontal sums too, and the two border columns (whose flat
+/// neighbours belong to the next or previous row) are then redone.
+fn avg_same_3x3<T: Float>(g: &PoolGeom, channels: usize, input: &[T], out: &mut [T]) {
+    let (h, w) = (g.h, g.w);
+    let hw = h * w;
+    let mut v = vec![T::ZERO; hw];
+    // Divisors: 9 inside; at the border the padded window (count_include_pad)
+    // or only the valid inputs.
+    let count = |y: usize, x: usize| -> usize {
+        if g.count_include_pad {
+            9
+        } else {
+            let ny = 3 - usize::from(y == 0) - usize::from(y + 1 == h);
+            let nx = 3 - usize::from(x == 0) - usize::from(x + 1 == w);
+            ny * nx
+        }
+    };
+    let recip: Vec<T> = (0..hw)
+        .map(|i| T::from_f64(1.0 / count(i / w, i % w) as f64))
+        .collect();
+    for c in 0..channels {
+        let p = &input[c * hw..(c + 1) * hw];
+        let o = &mut out[c * hw..(c + 1) * hw];
+        // Vertical: v[y] = p[y−1] + p[y] + p[y+1], missing rows left out.
+        for (((d, &a), &b), &e) in v[w..hw - w]
+            .iter_mut()
+            .zip(&p[..hw - 2 * w])
+            .zip(&p[w..hw - w])
+            .zip(&p[2 * w..])
+        {
+            *d = a + b + e;
+        }
+        for ((d, &b), &e) in v[..w].iter_mut().zip(&p[..w]).zip(&p[w..2 * w]) {
+            *d = b + e;
+        }
+        for ((d, &a), &b) in v[hw - w..]
+            .iter_mut()
+            .zip(&p[hw - 2 * w..hw - w])
+            .zip(&p[hw - w..])
+        {
+            *d = a + b;
+        }
+        // Horizontal, flat: right for every column but the first and last.
+        for ((((d, &a), &b), &e), &r) in o[1..hw - 1]
+            .iter_mut()
+            .zip(&v[..hw - 2])
+            .zip(&v[1..hw - 1])
+            .zip(&v[2..])
+            .zip(&recip[1..hw - 1])
+        {
+            *d = (a + b + e) * r;
+        }
+        for y in 0..h {
+            let (i, j) = (y * w, y * w + w - 1);
+            o[i] = (v[i] + v[i + 1]) * recip[i];
+            o[j] = (v[j - 1] + v[j]) * recip[j];
         }
     }
 }
@@ -214,6 +340,21 @@ fn interior(g: &PoolGeom, xs: &[Span]) -> (usize, usize) {
         .find(|&ox| xs[ox].hi - xs[ox].lo != 3 || xs[ox].lo != xs[a].lo + (ox - a) * g.stride[1])
         .unwrap_or(g.ow);
     (a, b)
+}
+
+/// Max pooling of one plane `w` wide, window by window, NaN winning as in
+/// PyTorch (the slow path, for planes that hold a NaN).
+fn max_windows_nan<T: Float>(w: usize, xs: &[Span], ys: &[Span], plane: &[T], dst: &mut [T]) {
+    for (oy, sy) in ys.iter().enumerate() {
+        for (ox, sx) in xs.iter().enumerate() {
+            let mut m = T::NEG_INFINITY;
+            for y in sy.lo..sy.hi {
+                let row = &plane[y * w..(y + 1) * w];
+                m = max_nan(m, max_of_nan(&row[sx.lo..sx.hi]));
+            }
+            dst[oy * xs.len() + ox] = m;
+        }
+    }
 }
 
 fn max_nan<T: Float>(a: T, b: T) -> T {
@@ -318,6 +459,16 @@ mod tests {
                 [7, 7],
             ),
             (PoolKind::Max, [9, 8], [3, 3], [2, 2], [0; 4], true, [4, 3]),
+            (PoolKind::Max, [7, 9], [3, 3], [2, 2], [0; 4], true, [3, 4]),
+            (
+                PoolKind::Avg,
+                [2, 5],
+                [3, 3],
+                [1, 1],
+                [1, 1, 1, 1],
+                false,
+                [2, 5],
+            ),
             (
                 PoolKind::Avg,
                 [17, 17],
@@ -370,6 +521,19 @@ mod tests {
                 assert!(
                     (a - b).abs() <= 1e-12 * b.abs().max(1.0),
                     "{g:?}: {a} vs {b}"
+                );
+            }
+            // A NaN reaches exactly the windows that cover it, in both kinds.
+            let mut xn = x.clone();
+            xn[h * w + w + 1] = f64::NAN;
+            let mut out = vec![0.0; 2 * oh * ow];
+            pool2d(&g, &xn, &mut out, 1);
+            let want = naive(&g, &xn);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                assert!(
+                    a.is_nan() == b.is_nan()
+                        && (b.is_nan() || a == b || (a - b).abs() <= 1e-12 * b.abs().max(1.0)),
+                    "{g:?} with a NaN, output {i}: {a} vs {b}"
                 );
             }
         }

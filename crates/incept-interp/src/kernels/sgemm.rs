@@ -197,8 +197,23 @@ fn part<R: Rhs>(a: &PackedWeights, rhs: &R, t0: usize, j0: usize, c: &mut [&mut 
         while k0 < a.k {
             let kc = KC.min(a.k - k0);
             let (b, ldb) = rhs.block(k0, kc, j0 + p0, ncols, &mut buf);
+            // The first row tile also prefetches the next panel's block: its
+            // `kc` rows lie `ldb` apart, too many streams for the hardware
+            // prefetcher, and without this a wide product (the stem's
+            // 147x147 layers) waits on memory at every panel.
+            let pf = p0 + ncols < width;
             for (i, tile) in c.chunks_mut(MR).enumerate() {
-                micro(a.block(k0, t0 + i), b, kc, ldb, tile, p0, ncols, k0 > 0);
+                micro(
+                    a.block(k0, t0 + i),
+                    b,
+                    kc,
+                    ldb,
+                    tile,
+                    p0,
+                    ncols,
+                    k0 > 0,
+                    pf && i == 0,
+                );
             }
             k0 += kc;
         }
@@ -218,6 +233,7 @@ fn micro(
     p0: usize,
     ncols: usize,
     accumulate: bool,
+    prefetch: bool,
 ) {
     let rows = c.len();
     assert!(kc > 0 && rows > 0 && rows <= MR && ncols > 0 && ncols <= NR);
@@ -259,6 +275,7 @@ fn micro(
             rows,
             ncols,
             accumulate,
+            prefetch,
         );
     }
     // `PackedWeights` is only built where AVX-512F was detected, so this
@@ -293,7 +310,8 @@ mod avx512 {
     /// # Safety
     /// AVX-512F is available; `a` holds `kc·MR` floats; `b[kk·ldb + j]` is
     /// readable and `c[r][j]` writable for `kk < kc`, `r < rows`,
-    /// `j < ncols`, with `1 ≤ ncols ≤ 16·NV`, `1 ≤ rows ≤ MR`.
+    /// `j < ncols`, with `1 ≤ ncols ≤ 16·NV`, `1 ≤ rows ≤ MR`. With
+    /// `prefetch`, addresses `NR` columns on are only prefetched, never read.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn kernel<const NV: usize>(
@@ -305,6 +323,7 @@ mod avx512 {
         rows: usize,
         ncols: usize,
         accumulate: bool,
+        prefetch: bool,
     ) {
         // SAFETY: the contract above: every pointer offset stays inside the
         // caller's slices for unmasked lanes, and the target feature is present.
@@ -318,6 +337,14 @@ mod avx512 {
                 let mut bv = [_mm512_setzero_ps(); NV];
                 for (v, x) in bv.iter_mut().enumerate() {
                     *x = _mm512_maskz_loadu_ps(m[v], bp.wrapping_add(16 * v));
+                }
+                if prefetch {
+                    // The same row of the next panel, `NR` columns on; a
+                    // prefetch never faults, so an address past `b` is harmless.
+                    for v in 0..super::NR / 16 {
+                        let next = bp.wrapping_add(super::NR + 16 * v);
+                        _mm_prefetch::<_MM_HINT_T0>(next.cast::<i8>());
+                    }
                 }
                 let ap = a.add(kk * MR);
                 for (r, row) in acc.iter_mut().enumerate() {
