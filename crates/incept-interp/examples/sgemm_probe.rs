@@ -2,7 +2,7 @@
 //! Inception's convolutions (`[rows, k] × [k, n]`), with warm caches
 //! (`cargo run --release -p incept-interp --example sgemm_probe`).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
-use incept_interp::kernels::sgemm::{Dense, PackedWeights, gemm};
+use incept_interp::kernels::sgemm::{Dense, PackedWeights, Tail, gemm};
 use std::time::Instant;
 
 fn main() {
@@ -30,7 +30,15 @@ fn main() {
         for _ in 0..5 {
             let t = Instant::now();
             for _ in 0..reps {
-                gemm(&mut c, n, &p, &Dense { b: &b, ldb: n }, n, 1);
+                gemm(
+                    &mut c,
+                    n,
+                    &p,
+                    &Dense { b: &b, ldb: n },
+                    n,
+                    &Tail::default(),
+                    1,
+                );
             }
             best = best.min(t.elapsed().as_secs_f64() / reps as f64);
         }

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::float::Float;
 use crate::kernels::eltwise::Epilogue;
 use crate::kernels::gemm::{MatRef, matmul};
-use crate::kernels::sgemm::{self, Dense, PackedWeights};
+use crate::kernels::sgemm::{self, Dense, PackedWeights, Tail};
 
 /// A convolution's weights as the kernels take them.
 #[derive(Clone, Copy, Debug)]
@@ -119,11 +119,17 @@ pub fn conv2d<T: Float>(
                 g.groups == 1 && p.rows() == g.o && p.k() == k,
                 "conv: packed weights of another shape"
             );
+            // The epilogue runs on each tile in registers: no pass over `out`.
+            let tail = Tail {
+                scale: epilogue.scale.as_deref().and_then(T::as_f32),
+                shift: epilogue.shift.as_deref().and_then(T::as_f32),
+                relu: epilogue.relu,
+            };
             if g.is_pointwise() {
                 let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
                     unreachable!("weights are packed only for float32");
                 };
-                sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, threads);
+                sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, &tail, threads);
             } else {
                 // (Unfolding each `kc × NR` block straight into the kernel's
                 // buffer was tried: the per-block index work cost more than
@@ -134,10 +140,9 @@ pub fn conv2d<T: Float>(
                     else {
                         unreachable!("weights are packed only for float32");
                     };
-                    sgemm::gemm(y, n, p, &Dense { b, ldb: tn }, tn, threads);
+                    sgemm::gemm(y, n, p, &Dense { b, ldb: tn }, tn, &tail, threads);
                 });
             }
-            epilogue.apply_from(out, n, 0, threads);
             return;
         }
     };

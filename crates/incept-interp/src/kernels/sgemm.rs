@@ -125,7 +125,47 @@ impl Rhs for Dense<'_> {
     }
 }
 
-/// `dst[rows, n] = a × rhs[k, n]`, `dst` rows `ldc` apart.
+/// A per-row transform applied to each output tile while it is still in
+/// registers, after its last K block: `y = x · scale[r] + shift[r]`, then
+/// `max(y, 0)` (NaN kept). The same float32 operations, in the same order,
+/// as a separate pass over the output (`Epilogue`), without that pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tail<'a> {
+    /// Per-row multiplier (`rows` long).
+    pub scale: Option<&'a [f32]>,
+    /// Per-row addend (`rows` long).
+    pub shift: Option<&'a [f32]>,
+    /// Clamp at zero afterwards.
+    pub relu: bool,
+}
+
+/// One tile's rows of a [`Tail`].
+#[derive(Clone, Copy, Debug)]
+struct TileTail {
+    scale: Option<[f32; MR]>,
+    shift: Option<[f32; MR]>,
+    relu: bool,
+}
+
+impl Tail<'_> {
+    fn tile(&self, r0: usize, rows: usize) -> Option<TileTail> {
+        let pick = |v: Option<&[f32]>, fill: f32| {
+            v.map(|v| {
+                let mut t = [fill; MR];
+                t[..rows].copy_from_slice(&v[r0..r0 + rows]);
+                t
+            })
+        };
+        let t = TileTail {
+            scale: pick(self.scale, 1.0),
+            shift: pick(self.shift, 0.0),
+            relu: self.relu,
+        };
+        (t.scale.is_some() || t.shift.is_some() || t.relu).then_some(t)
+    }
+}
+
+/// `dst[rows, n] = tail(a × rhs[k, n])`, `dst` rows `ldc` apart.
 ///
 /// With several threads, wide products are split by column panels (each
 /// thread packs only its own part of `rhs`), narrow ones by row tiles.
@@ -137,12 +177,16 @@ pub fn gemm<R: Rhs>(
     a: &PackedWeights,
     rhs: &R,
     n: usize,
+    tail: &Tail<'_>,
     threads: usize,
 ) {
     if n == 0 {
         return;
     }
     assert!(ldc >= n, "sgemm: row stride shorter than a row");
+    for v in [tail.scale, tail.shift].into_iter().flatten() {
+        assert!(v.len() >= a.rows, "sgemm: tail shorter than the rows");
+    }
     let c_len = (a.rows - 1) * ldc + n;
     assert!(dst.len() >= c_len, "sgemm: destination too small");
     let threads = threads.max(1);
@@ -178,16 +222,23 @@ pub fn gemm<R: Rhs>(
     if parts.len() > 1 {
         parts
             .into_par_iter()
-            .for_each(|(t0, j0, mut c)| part(a, rhs, t0, j0, &mut c));
+            .for_each(|(t0, j0, mut c)| part(a, rhs, t0, j0, &mut c, tail));
     } else if let Some((t0, j0, mut c)) = parts.pop() {
-        part(a, rhs, t0, j0, &mut c);
+        part(a, rhs, t0, j0, &mut c, tail);
     }
 }
 
 /// One part of the product: rows `t0·MR..` (as many as `c` holds), columns
 /// `j0..j0 + c[0].len()`. Per column panel, per K block, per row tile, so the
 /// panel's `kc × NR` block of `rhs` stays in L1 while the weights stream.
-fn part<R: Rhs>(a: &PackedWeights, rhs: &R, t0: usize, j0: usize, c: &mut [&mut [f32]]) {
+fn part<R: Rhs>(
+    a: &PackedWeights,
+    rhs: &R,
+    t0: usize,
+    j0: usize,
+    c: &mut [&mut [f32]],
+    tail: &Tail<'_>,
+) {
     let width = c.first().map_or(0, |r| r.len());
     let mut buf = vec![0f32; KC * NR];
     let mut p0 = 0;
@@ -202,7 +253,13 @@ fn part<R: Rhs>(a: &PackedWeights, rhs: &R, t0: usize, j0: usize, c: &mut [&mut 
             // prefetcher, and without this a wide product (the stem's
             // 147x147 layers) waits on memory at every panel.
             let pf = p0 + ncols < width;
+            let last = k0 + kc == a.k;
             for (i, tile) in c.chunks_mut(MR).enumerate() {
+                let tt = if last {
+                    tail.tile((t0 + i) * MR, tile.len())
+                } else {
+                    None
+                };
                 micro(
                     a.block(k0, t0 + i),
                     b,
@@ -213,6 +270,7 @@ fn part<R: Rhs>(a: &PackedWeights, rhs: &R, t0: usize, j0: usize, c: &mut [&mut 
                     ncols,
                     k0 > 0,
                     pf && i == 0,
+                    tt.as_ref(),
                 );
             }
             k0 += kc;
@@ -234,6 +292,7 @@ fn micro(
     ncols: usize,
     accumulate: bool,
     prefetch: bool,
+    tail: Option<&TileTail>,
 ) {
     let rows = c.len();
     assert!(kc > 0 && rows > 0 && rows <= MR && ncols > 0 && ncols <= NR);
@@ -278,11 +337,22 @@ fn micro(
             prefetch,
         );
     }
+    // The tail on the tile just written, still in L1 (inside the kernel
+    // it cost register spills).
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = tail {
+        // SAFETY: AVX-512F was detected (see above); the function is safe
+        // code compiled for that feature.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx512::apply_tail(c, p0, ncols, t);
+        }
+    }
     // `PackedWeights` is only built where AVX-512F was detected, so this
     // function is unreachable elsewhere.
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, b, ldb, cp, accumulate);
+        let _ = (a, b, ldb, cp, accumulate, prefetch);
         unreachable!("sgemm: packed weights exist only on x86_64 with AVX-512F");
     }
 }
@@ -292,7 +362,27 @@ fn micro(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::MR;
+    use super::{MR, TileTail};
+
+    /// `y = x · scale + shift`, then `max(y, 0)`, on columns
+    /// `p0..p0 + ncols` of each row: safe code, vectorised for AVX-512.
+    #[target_feature(enable = "avx512f")]
+    pub fn apply_tail(c: &mut [&mut [f32]], p0: usize, ncols: usize, t: &TileTail) {
+        for (r, row) in c.iter_mut().enumerate() {
+            let (s, b) = (t.scale.map(|s| s[r]), t.shift.map(|b| b[r]));
+            for v in &mut row[p0..p0 + ncols] {
+                let mut y = *v;
+                if let Some(s) = s {
+                    y *= s;
+                }
+                if let Some(b) = b {
+                    y += b;
+                }
+                // `y < 0` rather than `!(y > 0)`: NaN stays, as in `Epilogue`.
+                *v = if t.relu && y < 0.0 { 0.0 } else { y };
+            }
+        }
+    }
 
     /// Lane masks of the `NV` 16-lane vectors covering `ncols` columns.
     fn masks<const NV: usize>(ncols: usize) -> [__mmask16; NV] {
@@ -393,6 +483,7 @@ mod tests {
                     ldb: usize::MAX,
                 },
                 1,
+                &Tail::default(),
                 1,
             );
         });
@@ -431,18 +522,46 @@ mod tests {
             let w: Vec<f32> = (0..rows * k).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
             let b: Vec<f32> = (0..k * ldb).map(|i| ((i * 11) % 7) as f32 - 3.0).collect();
             let p = PackedWeights::new(&w, rows, k).expect("avx512");
-            let mut c = vec![-7.0f32; rows * ldc];
-            gemm(&mut c, ldc, &p, &Dense { b: &b, ldb }, n, threads);
-            for r in 0..rows {
-                for j in 0..ldc {
-                    let want = if j < n {
-                        (0..k)
-                            .map(|kk| w[r * k + kk] * b[kk * ldb + j])
-                            .sum::<f32>()
-                    } else {
-                        -7.0
-                    };
-                    assert_eq!(c[r * ldc + j], want, "{rows}x{k}x{n} at ({r}, {j})");
+            // Without a tail, then with each part of one (small integers:
+            // still exact), as the separate `Epilogue` pass would compute it.
+            let scale: Vec<f32> = (0..rows).map(|r| (r % 3) as f32 - 1.0).collect();
+            let shift: Vec<f32> = (0..rows).map(|r| (r % 4) as f32 * 5.0).collect();
+            for (sc, sh, relu) in [
+                (false, false, false),
+                (true, true, true),
+                (true, false, false),
+                (false, true, true),
+                (false, false, true),
+            ] {
+                let tail = Tail {
+                    scale: sc.then_some(&scale[..]),
+                    shift: sh.then_some(&shift[..]),
+                    relu,
+                };
+                let mut c = vec![-7.0f32; rows * ldc];
+                gemm(&mut c, ldc, &p, &Dense { b: &b, ldb }, n, &tail, threads);
+                for r in 0..rows {
+                    for j in 0..ldc {
+                        let want = if j < n {
+                            let mut y = (0..k)
+                                .map(|kk| w[r * k + kk] * b[kk * ldb + j])
+                                .sum::<f32>();
+                            if sc {
+                                y *= scale[r];
+                            }
+                            if sh {
+                                y += shift[r];
+                            }
+                            if relu { y.max(0.0) } else { y }
+                        } else {
+                            -7.0
+                        };
+                        assert_eq!(
+                            c[r * ldc + j],
+                            want,
+                            "{rows}x{k}x{n} {tail:?} at ({r}, {j})"
+                        );
+                    }
                 }
             }
         }
