@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::float::Float;
 use crate::kernels::conv::{Weights, conv2d};
-use crate::kernels::gemm::{MatRef, matmul};
+use crate::kernels::linear::linear;
 use crate::kernels::pool::{adaptive_avg_pool2d, pool2d};
 use crate::plan::{Plan, Slot, Step};
 
@@ -259,29 +259,6 @@ fn run_image<T: Float>(
                 }
             }
         }
-    }
-}
-
-/// `y = x · weightᵀ + bias` for `rows` rows: rows to f64, one f64 GEMM, then
-/// a single rounding to T.
-#[allow(clippy::too_many_arguments)]
-fn linear<T: Float>(
-    weight: &[f64],
-    bias: Option<&[f64]>,
-    in_features: usize,
-    out_features: usize,
-    x: &[T],
-    y: &mut [T],
-    rows: usize,
-    threads: usize,
-) {
-    let xs: Vec<f64> = x[..rows * in_features].iter().map(|v| v.to_f64()).collect();
-    let lhs = MatRef::row_major(&xs, rows, in_features);
-    let rhs = MatRef::row_major(weight, out_features, in_features).t();
-    let mut acc = vec![0f64; rows * out_features];
-    matmul(&mut acc, out_features, lhs, rhs, false, threads);
-    for (k, (r, a)) in y[..rows * out_features].iter_mut().zip(&acc).enumerate() {
-        *r = T::from_f64(a + bias.map_or(0.0, |b| b[k % out_features]));
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::InterpError;
 use crate::float::Float;
 use crate::kernels::conv::ConvGeom;
 use crate::kernels::eltwise::{Epilogue, batchnorm_scale_shift};
+use crate::kernels::linear::LinearWeight;
 use crate::kernels::pool::PoolGeom;
 use crate::kernels::sgemm::PackedWeights;
 
@@ -49,13 +50,12 @@ pub enum NodeWeights<T> {
         /// Per-channel shift.
         shift: Vec<T>,
     },
-    /// Linear weight `[out, in]` and optional bias, kept in f64: the
-    /// classifier's long dot products are accumulated in double precision
-    /// whatever the compute type (cheap, and it keeps float32 logits at least
-    /// as accurate as PyTorch's).
+    /// Linear weight `[out, in]` and optional bias, exact (see
+    /// [`LinearWeight`]): the classifier's dot products are summed in double
+    /// precision whatever the compute type.
     Linear {
         /// Weight.
-        weight: Arc<Vec<f64>>,
+        weight: Arc<LinearWeight>,
         /// Bias.
         bias: Option<Vec<f64>>,
     },
@@ -155,7 +155,7 @@ pub fn prepare_weights<T: Float>(
                 }
             }
             Op::Linear(l) => NodeWeights::Linear {
-                weight: Arc::new(param(node, 0)?),
+                weight: Arc::new(LinearWeight::new(param(node, 0)?)),
                 bias: if l.bias { Some(param(node, 1)?) } else { None },
             },
             Op::BatchNorm(b) => {
@@ -242,7 +242,7 @@ pub enum Step<T> {
     /// Fully connected layer over the last axis (rank-2 values).
     Linear {
         /// Weight `[out, in]`.
-        weight: Arc<Vec<f64>>,
+        weight: Arc<LinearWeight>,
         /// Bias.
         bias: Option<Vec<f64>>,
         /// Input features.

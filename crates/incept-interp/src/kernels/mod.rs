@@ -4,5 +4,6 @@
 pub mod conv;
 pub mod eltwise;
 pub mod gemm;
+pub mod linear;
 pub mod pool;
 pub mod sgemm;
