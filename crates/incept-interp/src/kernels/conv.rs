@@ -130,10 +130,37 @@ pub fn conv2d<T: Float>(
                     unreachable!("weights are packed only for float32");
                 };
                 sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, &tail, threads);
+            } else if g.pads == [0; 4] {
+                // Unpadded (the stem and the stride-2 reductions): each block
+                // is gathered from the input, or from its stride phases,
+                // straight into the kernel's buffer. With padding, the copy of
+                // the padded input and the short runs cost more than the
+                // im2col scratch saves (`examples/conv_profile`).
+                let Some(x) = T::as_f32(input) else {
+                    unreachable!("weights are packed only for float32");
+                };
+                let (src, offs, pitch) = if g.stride == [1, 1] {
+                    (x, input_offsets(g), g.w)
+                } else {
+                    let (layout, offs) = phase_layout(g);
+                    scratch.resize(layout.len, T::ZERO);
+                    let Some(buf) = T::as_f32_mut(&mut scratch[..layout.len]) else {
+                        unreachable!("weights are packed only for float32");
+                    };
+                    layout.fill(g, x, buf);
+                    (&*buf, offs, layout.wq)
+                };
+                let Some(y) = T::as_f32_mut(out) else {
+                    unreachable!("weights are packed only for float32");
+                };
+                let rhs = Unfold {
+                    src,
+                    offs: &offs,
+                    ow: g.ow,
+                    pitch,
+                };
+                sgemm::gemm(y, n, p, &rhs, n, &tail, threads);
             } else {
-                // (Unfolding each `kc × NR` block straight into the kernel's
-                // buffer was tried: the per-block index work cost more than
-                // the scratch round trip saved.)
                 im2col_bands(g, cg, input, scratch, threads, |cols, oh0, tn| {
                     let (Some(b), Some(y)) =
                         (T::as_f32(cols), T::as_f32_mut(&mut out[oh0 * g.ow..]))
@@ -159,6 +186,119 @@ pub fn conv2d<T: Float>(
         }
         epilogue.apply_from(dst, n, grp * og, threads);
     }
+}
+
+/// The im2col matrix of an unpadded float32 convolution, never built whole:
+/// each `kc × NR` block the GEMM asks for is gathered into the kernel's
+/// buffer, so the unfolded data lives in L1 only. Row `r` of the matrix is
+/// `src` read from `offs[r]`, output position `(oh, ow)` at `oh·pitch + ow`
+/// from there.
+struct Unfold<'a> {
+    src: &'a [f32],
+    offs: &'a [usize],
+    ow: usize,
+    pitch: usize,
+}
+
+impl sgemm::Rhs for Unfold<'_> {
+    const IN_PLACE: bool = false;
+
+    fn block<'s>(
+        &'s self,
+        k0: usize,
+        kc: usize,
+        j0: usize,
+        ncols: usize,
+        buf: &'s mut [f32],
+    ) -> (&'s [f32], usize) {
+        // The block's columns as runs along output rows: (column in the
+        // block, offset from a row's start, length).
+        let mut runs = [(0usize, 0usize, 0usize); sgemm::NR];
+        let mut count = 0;
+        let mut j = j0;
+        while j < j0 + ncols {
+            let (oh, ow) = (j / self.ow, j % self.ow);
+            let len = (self.ow - ow).min(j0 + ncols - j);
+            runs[count] = (j - j0, oh * self.pitch + ow, len);
+            count += 1;
+            j += len;
+        }
+        for (kk, dst) in buf.chunks_mut(sgemm::NR).take(kc).enumerate() {
+            let base = self.offs[k0 + kk];
+            for &(d, s, len) in &runs[..count] {
+                dst[d..d + len].copy_from_slice(&self.src[base + s..base + s + len]);
+            }
+        }
+        (buf, sgemm::NR)
+    }
+}
+
+/// Im2col row offsets into an unpadded stride-1 input, read in place.
+fn input_offsets(g: &ConvGeom) -> Vec<usize> {
+    let [kh, kw] = g.kernel;
+    let [dh, dw] = g.dilation;
+    (0..g.c * kh * kw)
+        .map(|r| {
+            let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
+            c * g.h * g.w + i * dh * g.w + j * dw
+        })
+        .collect()
+}
+
+/// An unpadded strided input split into its stride phases: plane
+/// `(c, py, px)` holds `x[c][a·sh + py][b·sw + px]`, so the strided windows
+/// of the convolution become shifted runs.
+struct PhaseLayout {
+    /// Rows and columns per phase plane.
+    hq: usize,
+    wq: usize,
+    /// Floats in all.
+    len: usize,
+}
+
+impl PhaseLayout {
+    /// Copies `x` (`[C, H, W]`) into `buf` (`len` floats).
+    fn fill(&self, g: &ConvGeom, x: &[f32], buf: &mut [f32]) {
+        let [sh, sw] = g.stride;
+        for (q, dst) in buf.chunks_mut(self.hq * self.wq).enumerate() {
+            let (c, py, px) = (q / (sh * sw), (q / sw) % sh, q % sw);
+            let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+            for (a, row) in dst.chunks_mut(self.wq).enumerate() {
+                let y = a * sh + py;
+                if y >= g.h {
+                    row.fill(0.0);
+                    continue;
+                }
+                let line = &plane[y * g.w..(y + 1) * g.w];
+                for (b, v) in row.iter_mut().enumerate() {
+                    *v = line.get(b * sw + px).copied().unwrap_or(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The phase layout of an unpadded strided convolution and its im2col row
+/// offsets into it.
+fn phase_layout(g: &ConvGeom) -> (PhaseLayout, Vec<usize>) {
+    let [sh, sw] = g.stride;
+    let (hq, wq) = (g.h.div_ceil(sh), g.w.div_ceil(sw));
+    let [kh, kw] = g.kernel;
+    let [dh, dw] = g.dilation;
+    let offs = (0..g.c * kh * kw)
+        .map(|r| {
+            let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
+            let (ii, jj) = (i * dh, j * dw);
+            let q = (c * sh + ii % sh) * sw + jj % sw;
+            q * hq * wq + (ii / sh) * wq + jj / sw
+        })
+        .collect();
+    let layout = PhaseLayout {
+        hq,
+        wq,
+        len: g.c * sh * sw * hq * wq,
+    };
+    (layout, offs)
 }
 
 /// Unfolds `x` (`[cg, H, W]`) into `cols` (`[cg·kh·kw, OH·OW]`), zeros for padding.
@@ -402,5 +542,11 @@ mod tests {
         check(20, 23, 21, 13, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1);
         check(16, 31, 29, 7, [5, 5], [2, 2], [2, 1, 2, 1], [1, 1], 1);
         check(40, 17, 17, 9, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1], 1);
+        // Unpadded, gathered block by block: panels straddling output rows,
+        // stride phases with odd sizes, dilation across phases.
+        check(3, 12, 70, 8, [3, 3], [1, 1], [0; 4], [1, 1], 1);
+        check(5, 11, 10, 7, [3, 3], [2, 2], [0; 4], [2, 1], 1);
+        check(6, 35, 35, 13, [3, 3], [2, 2], [0; 4], [1, 1], 1);
+        check(2, 9, 8, 3, [2, 3], [3, 2], [0; 4], [1, 2], 1);
     }
 }

@@ -90,6 +90,11 @@ pub fn available() -> bool {
 /// The right-hand matrix `[k, n]` of a product, handed to the kernel one
 /// `kc × ncols` block at a time.
 pub trait Rhs: Sync {
+    /// True when [`Rhs::block`] returns data in place (the kernel then
+    /// prefetches the next panel, `NR` columns on); false when it packs the
+    /// block into `buf`.
+    const IN_PLACE: bool;
+
     /// Rows `k0..k0 + kc`, columns `j0..j0 + ncols` (`ncols ≤ NR`, `kc ≤ KC`)
     /// as `(data, ldb)`: element `(kk, j)` at `data[kk·ldb + j]`. `buf` holds
     /// `KC·NR` floats for implementations that pack the block.
@@ -113,6 +118,8 @@ pub struct Dense<'a> {
 }
 
 impl Rhs for Dense<'_> {
+    const IN_PLACE: bool = true;
+
     fn block<'s>(
         &'s self,
         k0: usize,
@@ -240,7 +247,11 @@ fn part<R: Rhs>(
     tail: &Tail<'_>,
 ) {
     let width = c.first().map_or(0, |r| r.len());
-    let mut buf = vec![0f32; KC * NR];
+    let mut buf = if R::IN_PLACE {
+        Vec::new()
+    } else {
+        vec![0f32; KC * NR]
+    };
     let mut p0 = 0;
     while p0 < width {
         let ncols = NR.min(width - p0);
@@ -252,7 +263,7 @@ fn part<R: Rhs>(
             // `kc` rows lie `ldb` apart, too many streams for the hardware
             // prefetcher, and without this a wide product (the stem's
             // 147x147 layers) waits on memory at every panel.
-            let pf = p0 + ncols < width;
+            let pf = R::IN_PLACE && p0 + ncols < width;
             let last = k0 + kc == a.k;
             for (i, tile) in c.chunks_mut(MR).enumerate() {
                 let tt = if last {
