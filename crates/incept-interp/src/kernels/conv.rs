@@ -223,10 +223,27 @@ impl sgemm::Rhs for Unfold<'_> {
             count += 1;
             j += len;
         }
+        // Where the next panel starts, to prefetch its rows while packing
+        // this one (a layer's input arrives from L3).
+        let next = j0 + ncols;
+        let next_at = (next / self.ow) * self.pitch + next % self.ow;
         for (kk, dst) in buf.chunks_mut(sgemm::NR).take(kc).enumerate() {
             let base = self.offs[k0 + kk];
             for &(d, s, len) in &runs[..count] {
                 dst[d..d + len].copy_from_slice(&self.src[base + s..base + s + len]);
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                let p = self.src.as_ptr().wrapping_add(base + next_at);
+                for v in 0..sgemm::NR / 16 {
+                    // SAFETY: SSE is part of x86_64's baseline, and a
+                    // prefetch never faults, whatever the address.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(16 * v).cast::<i8>());
+                    }
+                }
             }
         }
         (buf, sgemm::NR)
