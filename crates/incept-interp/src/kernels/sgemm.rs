@@ -328,14 +328,28 @@ fn micro(
     // alias neither each other nor `a` and `b`.
     #[allow(unsafe_code)]
     unsafe {
-        // As few 16-lane vectors as the columns need: the ragged last panel
-        // of a 17x17 layer (289 = 4·64 + 33) then costs 3 vectors, not 4.
-        let kernel = match ncols.div_ceil(16) {
-            1 => avx512::kernel::<1>,
-            2 => avx512::kernel::<2>,
-            3 => avx512::kernel::<3>,
-            _ => avx512::kernel::<4>,
-        };
+        // As few 16-lane vectors as the columns need (the ragged last panel
+        // of a 17x17 layer, 289 = 4·64 + 33, costs 3 vectors, not 4), and as
+        // few rows as the tile has (the last tile of a 32-channel layer has
+        // 2 rows: computing 6 would waste a tenth of the layer).
+        macro_rules! pick {
+            ($($r:literal)*) => {
+                match (rows, ncols.div_ceil(16)) {
+                    $(
+                        ($r, 1) => avx512::kernel::<$r, 1>,
+                        ($r, 2) => avx512::kernel::<$r, 2>,
+                        ($r, 3) => avx512::kernel::<$r, 3>,
+                    )*
+                    (1, _) => avx512::kernel::<1, 4>,
+                    (2, _) => avx512::kernel::<2, 4>,
+                    (3, _) => avx512::kernel::<3, 4>,
+                    (4, _) => avx512::kernel::<4, 4>,
+                    (5, _) => avx512::kernel::<5, 4>,
+                    _ => avx512::kernel::<MR, 4>,
+                }
+            };
+        }
+        let kernel = pick!(1 2 3 4 5 6);
         kernel(
             a.as_ptr(),
             b.as_ptr(),
@@ -405,17 +419,18 @@ mod avx512 {
         m
     }
 
-    /// The 6×(16·NV) register tile: up to 24 accumulators, one broadcast
-    /// weight and `NV` vectors of `b` per K index.
+    /// The `R`×(16·NV) register tile (`R ≤ MR`): up to 24 accumulators, one
+    /// broadcast weight and `NV` vectors of `b` per K index.
     ///
     /// # Safety
     /// AVX-512F is available; `a` holds `kc·MR` floats; `b[kk·ldb + j]` is
     /// readable and `c[r][j]` writable for `kk < kc`, `r < rows`,
-    /// `j < ncols`, with `1 ≤ ncols ≤ 16·NV`, `1 ≤ rows ≤ MR`. With
+    /// `j < ncols`, with `1 ≤ ncols ≤ 16·NV`, `1 ≤ rows ≤ MR`; the tile's
+    /// result is written for rows `r < min(R, rows)` (callers pass `R = rows`). With
     /// `prefetch`, addresses `NR` columns on are only prefetched, never read.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn kernel<const NV: usize>(
+    pub unsafe fn kernel<const R: usize, const NV: usize>(
         a: *const f32,
         b: *const f32,
         kc: usize,
@@ -430,7 +445,7 @@ mod avx512 {
         // caller's slices for unmasked lanes, and the target feature is present.
         unsafe {
             let m = masks::<NV>(ncols);
-            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            let mut acc = [[_mm512_setzero_ps(); NV]; R];
             for kk in 0..kc {
                 // wrapping_add: lanes past `ncols` are masked, and their
                 // addresses may lie past the slice (never dereferenced).
