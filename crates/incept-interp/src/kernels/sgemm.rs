@@ -175,7 +175,8 @@ impl Tail<'_> {
 /// `dst[rows, n] = tail(a × rhs[k, n])`, `dst` rows `ldc` apart.
 ///
 /// With several threads, wide products are split by column panels (each
-/// thread packs only its own part of `rhs`), narrow ones by row tiles.
+/// thread packs only its own part of `rhs`), narrow ones by row tiles; with
+/// two, in the proportion of the threads' measured speeds (see `balance`).
 /// Panics if `dst` is too small (a bug check: callers size every buffer
 /// from the validated graph).
 pub fn gemm<R: Rhs>(
@@ -198,40 +199,154 @@ pub fn gemm<R: Rhs>(
     assert!(dst.len() >= c_len, "sgemm: destination too small");
     let threads = threads.max(1);
     let panels = n.div_ceil(NR);
+    // Split by column panels when there are enough of them (each part packs
+    // only its own columns), else by row tiles; `units` of either kind.
+    let by_columns = threads > 1 && panels >= 4 * threads;
+    let units = if by_columns { panels } else { a.tiles };
+    let bounds: Vec<usize> = if threads == 2 && units >= 2 {
+        let first = balance::first_share(units);
+        vec![0, first, units]
+    } else {
+        let parts = threads.min(units);
+        (0..=parts).map(|i| i * units / parts).collect()
+    };
     // Parts: (first row tile, first column, rows of the part as slices of its columns).
     let mut parts: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::new();
     let rows = dst[..c_len].chunks_mut(ldc).map(|r| &mut r[..n]);
-    if threads > 1 && panels >= 4 * threads {
-        let per = panels.div_ceil(threads) * NR;
-        let starts: Vec<usize> = (0..n).step_by(per).collect();
-        parts = starts
+    if by_columns {
+        let cols: Vec<(usize, usize)> = bounds
+            .windows(2)
+            .map(|w| (w[0] * NR, (w[1] * NR).min(n)))
+            .filter(|(j0, j1)| j1 > j0)
+            .collect();
+        parts = cols
             .iter()
-            .map(|&j| (0, j, Vec::with_capacity(a.rows)))
+            .map(|&(j0, _)| (0, j0, Vec::with_capacity(a.rows)))
             .collect();
         for mut row in rows {
-            for part in &mut parts {
-                let (mine, rest) = row.split_at_mut(per.min(row.len()));
+            for (part, &(j0, j1)) in parts.iter_mut().zip(&cols) {
+                let (mine, rest) = row.split_at_mut(j1 - j0);
                 part.2.push(mine);
                 row = rest;
             }
         }
     } else {
-        let per = a.tiles.div_ceil(threads) * MR;
-        for (i, row) in rows.enumerate() {
-            if i % per == 0 {
-                parts.push((i / MR, 0, Vec::with_capacity(per)));
+        let mut rows = rows.enumerate().peekable();
+        for w in bounds.windows(2).filter(|w| w[1] > w[0]) {
+            let end = (w[1] * MR).min(a.rows);
+            let mut mine = Vec::with_capacity(end - w[0] * MR);
+            while let Some((_, row)) = rows.next_if(|(i, _)| *i < end) {
+                mine.push(row);
             }
-            if let Some(p) = parts.last_mut() {
-                p.2.push(row);
-            }
+            parts.push((w[0], 0, mine));
         }
     }
-    if parts.len() > 1 {
+    if parts.len() == 2 && threads == 2 {
+        // Two threads: the caller runs the first part, the other worker the
+        // second, and their finishing times set the next split.
+        let second = parts.pop();
+        let first = parts.pop();
+        if let (Some((t0a, j0a, mut ca)), Some((t0b, j0b, mut cb))) = (first, second) {
+            let size = |c: &[&mut [f32]]| c.len() * c.first().map_or(0, |r| r.len());
+            let (wa, wb) = (size(&ca), size(&cb));
+            let me = rayon::current_thread_index();
+            let start = std::time::Instant::now();
+            let (ta, (tb, other)) = rayon::join(
+                || {
+                    part(a, rhs, t0a, j0a, &mut ca, tail);
+                    start.elapsed()
+                },
+                || {
+                    part(a, rhs, t0b, j0b, &mut cb, tail);
+                    (start.elapsed(), rayon::current_thread_index() != me)
+                },
+            );
+            balance::update(wa, ta, wb, tb, other);
+        }
+    } else if parts.len() > 1 {
         parts
             .into_par_iter()
             .for_each(|(t0, j0, mut c)| part(a, rhs, t0, j0, &mut c, tail));
     } else if let Some((t0, j0, mut c)) = parts.pop() {
         part(a, rhs, t0, j0, &mut c, tail);
+    }
+}
+
+/// How a two-thread product is split. The two vCPUs of these machines are
+/// not always equally fast (a neighbour on the host can slow one down for
+/// minutes): with halves, the faster thread then waits for the slower at
+/// every one of a run's hundred or so products. So the split follows the
+/// threads' measured speeds. It changes which thread computes a part, never
+/// how an element is computed: results do not depend on it.
+mod balance {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    /// The caller's share of the work, in 1/4096ths.
+    static FIRST: AtomicU32 = AtomicU32::new(2048);
+
+    /// Units (of `units`) for the caller's part: at least one for each.
+    pub fn first_share(units: usize) -> usize {
+        first_share_of(units, f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0)
+    }
+
+    fn first_share_of(units: usize, share: f64) -> usize {
+        ((units as f64 * share).round() as usize).clamp(1, units - 1)
+    }
+
+    /// Moves the share toward the split that would have made both parts
+    /// finish together; `other` is false when the caller ran both parts
+    /// (the other worker never came: it gets less next time).
+    pub fn update(wa: usize, ta: Duration, wb: usize, tb: Duration, other: bool) {
+        let old = f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0;
+        let next = next_share(old, (wa, ta), (wb, tb), other);
+        FIRST.store((next * 4096.0) as u32, Ordering::Relaxed);
+    }
+
+    /// The caller's next share: a moving average toward the share that
+    /// matches the two measured speeds (work per second), within 5%-95%.
+    pub fn next_share(
+        old: f64,
+        (wa, ta): (usize, Duration),
+        (wb, tb): (usize, Duration),
+        other: bool,
+    ) -> f64 {
+        let target = if other {
+            let sa = wa as f64 / ta.as_secs_f64().max(1e-9);
+            let sb = wb as f64 / tb.as_secs_f64().max(1e-9);
+            sa / (sa + sb)
+        } else {
+            0.95
+        };
+        (0.8 * old + 0.2 * target).clamp(0.05, 0.95)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_share_follows_the_speeds() {
+            let ms = Duration::from_millis;
+            // The other thread does the same work in three times as long.
+            let mut s = 0.5;
+            for _ in 0..50 {
+                s = next_share(s, (300, ms(1)), (100, ms(1)), true);
+            }
+            assert!((s - 0.75).abs() < 1e-3, "{s}");
+            // It never comes: the caller takes almost everything, not all.
+            for _ in 0..50 {
+                s = next_share(s, (1, ms(1)), (1, ms(1)), false);
+            }
+            assert!((s - 0.95).abs() < 1e-4, "{s}");
+            // Equal speeds bring it back to halves.
+            for _ in 0..80 {
+                s = next_share(s, (10, ms(2)), (10, ms(2)), true);
+            }
+            assert!((s - 0.5).abs() < 1e-3, "{s}");
+            assert_eq!(first_share_of(2, 0.95), 1);
+            assert_eq!(first_share_of(100, 0.05), 5);
+        }
     }
 }
 
