@@ -108,6 +108,7 @@ pub fn conv2d<T: Float>(
     scratch: &mut Vec<T>,
     threads: usize,
 ) {
+    let threads = super::balance::threads(threads);
     let n = g.oh * g.ow;
     let k = g.k();
     let og = g.o / g.groups;
@@ -160,15 +161,28 @@ pub fn conv2d<T: Float>(
                     pitch,
                 };
                 sgemm::gemm(y, n, p, &rhs, n, &tail, threads);
+            } else if threads >= 2 && g.oh >= 2 {
+                let Some(y) = T::as_f32_mut(out) else {
+                    unreachable!("weights are packed only for float32");
+                };
+                im2col_split(g, input, p, &tail, y, scratch);
             } else {
-                im2col_bands(g, cg, input, scratch, threads, |cols, oh0, tn| {
-                    let (Some(b), Some(y)) =
-                        (T::as_f32(cols), T::as_f32_mut(&mut out[oh0 * g.ow..]))
-                    else {
-                        unreachable!("weights are packed only for float32");
-                    };
-                    sgemm::gemm(y, n, p, &Dense { b, ldb: tn }, tn, &tail, threads);
-                });
+                im2col_bands(
+                    g,
+                    cg,
+                    input,
+                    scratch,
+                    (0, g.oh),
+                    threads,
+                    |cols, oh0, tn| {
+                        let (Some(b), Some(y)) =
+                            (T::as_f32(cols), T::as_f32_mut(&mut out[oh0 * g.ow..]))
+                        else {
+                            unreachable!("weights are packed only for float32");
+                        };
+                        sgemm::gemm(y, n, p, &Dense { b, ldb: tn }, tn, &tail, threads);
+                    },
+                );
             }
             return;
         }
@@ -180,7 +194,7 @@ pub fn conv2d<T: Float>(
         if g.is_pointwise() {
             gemm_k_blocked(dst, n, w, og, k, x, n, threads);
         } else {
-            im2col_bands(g, cg, x, scratch, threads, |cols, oh0, tn| {
+            im2col_bands(g, cg, x, scratch, (0, g.oh), threads, |cols, oh0, tn| {
                 gemm_k_blocked(&mut dst[oh0 * g.ow..], n, w, og, k, cols, tn, threads);
             });
         }
@@ -322,25 +336,103 @@ fn phase_layout(g: &ConvGeom) -> (PhaseLayout, Vec<usize>) {
 /// Builds the im2col matrix one band of output rows at a time, so the
 /// scratch matrix stays small (a few MiB) even for the 147x147 layers, and
 /// hands each band to `gemm(cols, first_output_row, columns)`.
+#[allow(clippy::too_many_arguments)]
 fn im2col_bands<T: Float>(
     g: &ConvGeom,
     cg: usize,
     x: &[T],
     scratch: &mut Vec<T>,
+    rows: (usize, usize),
+    threads: usize,
+    gemm: impl FnMut(&[T], usize, usize),
+) {
+    scratch.resize(band_elems(g, cg), T::ZERO);
+    im2col_bands_in(g, cg, x, scratch, rows, threads, gemm);
+}
+
+/// Output rows per band of im2col scratch.
+fn band_rows(g: &ConvGeom, cg: usize) -> usize {
+    let k = cg * g.kernel[0] * g.kernel[1];
+    (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh)
+}
+
+/// Scratch for one band.
+fn band_elems(g: &ConvGeom, cg: usize) -> usize {
+    cg * g.kernel[0] * g.kernel[1] * band_rows(g, cg) * g.ow
+}
+
+/// [`im2col_bands`] over output rows `lo..hi`, in `scratch` of at least
+/// [`band_elems`] elements.
+fn im2col_bands_in<T: Float>(
+    g: &ConvGeom,
+    cg: usize,
+    x: &[T],
+    scratch: &mut [T],
+    (lo, hi): (usize, usize),
     threads: usize,
     mut gemm: impl FnMut(&[T], usize, usize),
 ) {
-    let k = g.k();
-    let band = (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh);
-    let mut oh0 = 0;
-    while oh0 < g.oh {
-        let oh1 = (oh0 + band).min(g.oh);
+    let k = cg * g.kernel[0] * g.kernel[1];
+    let band = band_rows(g, cg);
+    let mut oh0 = lo;
+    while oh0 < hi {
+        let oh1 = (oh0 + band).min(hi);
         let tn = (oh1 - oh0) * g.ow;
-        scratch.resize(k * tn, T::ZERO);
         im2col(g, cg, x, &mut scratch[..k * tn], (oh0, oh1), threads);
         gemm(&scratch[..k * tn], oh0, tn);
         oh0 = oh1;
     }
+}
+
+/// The im2col path on two threads, each unfolding and multiplying its own
+/// output rows, so no thread reads scratch the other wrote. With the matrix
+/// built by both and read by both, half of each thread's reads come from
+/// the other core's caches; at times these machines make that slow (the
+/// two vCPUs placed far apart, we suppose): the padded 5x5 convolutions then
+/// ran slower on two threads than on one, and the whole model took 41 ms on
+/// two threads instead of 31 (38 with this split; 31 either way otherwise).
+/// Rows are split in proportion to the threads' speeds (`balance.rs`).
+fn im2col_split<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    p: &PackedWeights,
+    tail: &Tail<'_>,
+    out: &mut [f32],
+    scratch: &mut Vec<T>,
+) {
+    let n = g.oh * g.ow;
+    let split = super::balance::first_share(g.oh);
+    let each = band_elems(g, g.c);
+    scratch.resize(2 * each, T::ZERO);
+    let (s1, s2) = scratch.split_at_mut(each);
+    // Each output channel's plane, cut at the split: rows 0..split, then the rest.
+    let (mut first, mut second): (Vec<&mut [f32]>, Vec<&mut [f32]>) = out[..g.o * n]
+        .chunks_mut(n)
+        .map(|plane| plane.split_at_mut(split * g.ow))
+        .unzip();
+    let run = |rows: &mut [&mut [f32]], (lo, hi): (usize, usize), s: &mut [T]| {
+        im2col_bands_in(g, g.c, x, s, (lo, hi), 1, |cols, oh0, tn| {
+            let Some(b) = T::as_f32(cols) else {
+                unreachable!("weights are packed only for float32");
+            };
+            let c0 = (oh0 - lo) * g.ow;
+            let mut band: Vec<&mut [f32]> = rows.iter_mut().map(|r| &mut r[c0..c0 + tn]).collect();
+            sgemm::gemm_rows(&mut band, p, &Dense { b, ldb: tn }, tail);
+        });
+    };
+    let me = rayon::current_thread_index();
+    let start = std::time::Instant::now();
+    let (ta, (tb, moved)) = rayon::join(
+        || {
+            run(&mut first, (0, split), s1);
+            start.elapsed()
+        },
+        || {
+            run(&mut second, (split, g.oh), s2);
+            (start.elapsed(), rayon::current_thread_index() != me)
+        },
+    );
+    super::balance::update(split, ta, g.oh - split, tb, moved);
 }
 
 /// Output rows `oh0..oh1` only: `cols` is `[cg·kh·kw, (oh1−oh0)·OW]`.

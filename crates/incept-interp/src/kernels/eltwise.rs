@@ -42,6 +42,7 @@ impl<T: Float> Epilogue<T> {
         if self.is_identity() || plane == 0 {
             return;
         }
+        let threads = super::balance::threads(threads);
         let one = |(c, chunk): (usize, &mut [T])| self.channel(first + c, chunk);
         if threads > 1 && data.len() >= 1 << 16 {
             data.par_chunks_mut(plane).enumerate().for_each(one);

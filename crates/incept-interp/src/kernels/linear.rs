@@ -47,6 +47,7 @@ pub fn linear<T: Float>(
     rows: usize,
     threads: usize,
 ) {
+    let threads = super::balance::threads(threads);
     let xs: Vec<f64> = x[..rows * in_features].iter().map(|v| v.to_f64()).collect();
     let mut acc = vec![0f64; out_features * rows];
     let per = out_features.div_ceil(threads.max(1) * 4).max(1);

@@ -75,6 +75,7 @@ pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T], threads: usize
     let xs = spans(g.w, g.ow, g.kernel[1], g.stride[1], g.pads[1], g.pads[3]);
     let ys = spans(g.h, g.oh, g.kernel[0], g.stride[0], g.pads[0], g.pads[2]);
     let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+    let threads = super::balance::threads(threads);
     if threads > 1 && g.c >= 2 * threads && plane_in * g.c >= 1 << 14 {
         // Channels are independent: split them across threads.
         let per = g.c.div_ceil(threads * 4);

@@ -176,7 +176,7 @@ impl Tail<'_> {
 ///
 /// With several threads, wide products are split by column panels (each
 /// thread packs only its own part of `rhs`), narrow ones by row tiles; with
-/// two, in the proportion of the threads' measured speeds (see `balance`).
+/// two, in the proportion of the threads' measured speeds (`balance.rs`).
 /// Panics if `dst` is too small (a bug check: callers size every buffer
 /// from the validated graph).
 pub fn gemm<R: Rhs>(
@@ -197,14 +197,14 @@ pub fn gemm<R: Rhs>(
     }
     let c_len = (a.rows - 1) * ldc + n;
     assert!(dst.len() >= c_len, "sgemm: destination too small");
-    let threads = threads.max(1);
+    let threads = super::balance::threads(threads);
     let panels = n.div_ceil(NR);
     // Split by column panels when there are enough of them (each part packs
     // only its own columns), else by row tiles; `units` of either kind.
     let by_columns = threads > 1 && panels >= 4 * threads;
     let units = if by_columns { panels } else { a.tiles };
     let bounds: Vec<usize> = if threads == 2 && units >= 2 {
-        let first = balance::first_share(units);
+        let first = super::balance::first_share(units);
         vec![0, first, units]
     } else {
         let parts = threads.min(units);
@@ -261,7 +261,7 @@ pub fn gemm<R: Rhs>(
                     (start.elapsed(), rayon::current_thread_index() != me)
                 },
             );
-            balance::update(wa, ta, wb, tb, other);
+            super::balance::update(wa, ta, wb, tb, other);
         }
     } else if parts.len() > 1 {
         parts
@@ -272,81 +272,17 @@ pub fn gemm<R: Rhs>(
     }
 }
 
-/// How a two-thread product is split. The two vCPUs of these machines are
-/// not always equally fast (a neighbour on the host can slow one down for
-/// minutes): with halves, the faster thread then waits for the slower at
-/// every one of a run's hundred or so products. So the split follows the
-/// threads' measured speeds. It changes which thread computes a part, never
-/// how an element is computed: results do not depend on it.
-mod balance {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::Duration;
-
-    /// The caller's share of the work, in 1/4096ths.
-    static FIRST: AtomicU32 = AtomicU32::new(2048);
-
-    /// Units (of `units`) for the caller's part: at least one for each.
-    pub fn first_share(units: usize) -> usize {
-        first_share_of(units, f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0)
+/// `c[r] = tail(a × rhs)[r]` on the calling thread, for the rows `c` of the
+/// whole product (`a.rows()` slices of equal length: the columns).
+pub fn gemm_rows<R: Rhs>(c: &mut [&mut [f32]], a: &PackedWeights, rhs: &R, tail: &Tail<'_>) {
+    assert!(c.len() == a.rows, "sgemm: one slice per row");
+    let n = c.first().map_or(0, |r| r.len());
+    assert!(c.iter().all(|r| r.len() == n), "sgemm: rows of one length");
+    for v in [tail.scale, tail.shift].into_iter().flatten() {
+        assert!(v.len() >= a.rows, "sgemm: tail shorter than the rows");
     }
-
-    fn first_share_of(units: usize, share: f64) -> usize {
-        ((units as f64 * share).round() as usize).clamp(1, units - 1)
-    }
-
-    /// Moves the share toward the split that would have made both parts
-    /// finish together; `other` is false when the caller ran both parts
-    /// (the other worker never came: it gets less next time).
-    pub fn update(wa: usize, ta: Duration, wb: usize, tb: Duration, other: bool) {
-        let old = f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0;
-        let next = next_share(old, (wa, ta), (wb, tb), other);
-        FIRST.store((next * 4096.0) as u32, Ordering::Relaxed);
-    }
-
-    /// The caller's next share: a moving average toward the share that
-    /// matches the two measured speeds (work per second), within 5%-95%.
-    pub fn next_share(
-        old: f64,
-        (wa, ta): (usize, Duration),
-        (wb, tb): (usize, Duration),
-        other: bool,
-    ) -> f64 {
-        let target = if other {
-            let sa = wa as f64 / ta.as_secs_f64().max(1e-9);
-            let sb = wb as f64 / tb.as_secs_f64().max(1e-9);
-            sa / (sa + sb)
-        } else {
-            0.95
-        };
-        (0.8 * old + 0.2 * target).clamp(0.05, 0.95)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn the_share_follows_the_speeds() {
-            let ms = Duration::from_millis;
-            // The other thread does the same work in three times as long.
-            let mut s = 0.5;
-            for _ in 0..50 {
-                s = next_share(s, (300, ms(1)), (100, ms(1)), true);
-            }
-            assert!((s - 0.75).abs() < 1e-3, "{s}");
-            // It never comes: the caller takes almost everything, not all.
-            for _ in 0..50 {
-                s = next_share(s, (1, ms(1)), (1, ms(1)), false);
-            }
-            assert!((s - 0.95).abs() < 1e-4, "{s}");
-            // Equal speeds bring it back to halves.
-            for _ in 0..80 {
-                s = next_share(s, (10, ms(2)), (10, ms(2)), true);
-            }
-            assert!((s - 0.5).abs() < 1e-3, "{s}");
-            assert_eq!(first_share_of(2, 0.95), 1);
-            assert_eq!(first_share_of(100, 0.05), 5);
-        }
+    if n > 0 {
+        part(a, rhs, 0, 0, c, tail);
     }
 }
 

@@ -1,0 +1,133 @@
+//! How work is shared between two threads on a machine whose two vCPUs are
+//! not always equally available. A neighbour on the host can slow one down
+//! for minutes, or another process can share it: with a fixed half each,
+//! the faster thread then waits for the slower at every one of a run's
+//! hundred or so parallel sections, and a worker descheduled in the middle
+//! of its part stalls the run for a whole time slice (a CPU-bound process
+//! pinned to one of the two vCPUs made two-thread runs twice as slow as one
+//! thread). So two-thread products are split in proportion to the threads'
+//! measured speeds, and when the other worker does not come or crawls, the
+//! caller works alone for a while before trying again. This changes which
+//! thread computes what, never how a value is computed: results do not
+//! depend on it.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The caller's share of a two-thread product, in 1/4096ths.
+static FIRST: AtomicU32 = AtomicU32::new(2048);
+
+/// Until when (nanoseconds after [`epoch`]) the caller works alone.
+static SOLO_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// How long the caller works alone after the other worker failed it: about
+/// one run, so a busy vCPU costs one stalled section per run, not dozens.
+const SOLO: Duration = Duration::from_millis(50);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ns() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The threads a parallel section should use now: `requested`, or 1 while
+/// the caller works alone.
+pub fn threads(requested: usize) -> usize {
+    if requested > 1 && now_ns() < SOLO_UNTIL.load(Ordering::Relaxed) {
+        1
+    } else {
+        requested.max(1)
+    }
+}
+
+/// Units (of `units ≥ 2`) for the caller's part: at least one for each.
+pub fn first_share(units: usize) -> usize {
+    first_share_of(units, f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0)
+}
+
+fn first_share_of(units: usize, share: f64) -> usize {
+    ((units as f64 * share).round() as usize).clamp(1, units - 1)
+}
+
+/// Records one two-thread product: `(work, time)` of the caller's part and
+/// of the other's (from the common start), and whether another thread ran
+/// the second part at all.
+pub fn update(wa: usize, ta: Duration, wb: usize, tb: Duration, other: bool) {
+    let old = f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0;
+    let next = next_share(old, (wa, ta), (wb, tb), other);
+    FIRST.store((next * 4096.0) as u32, Ordering::Relaxed);
+    if failed((wa, ta), (wb, tb), other) {
+        let until = now_ns().saturating_add(u64::try_from(SOLO.as_nanos()).unwrap_or(0));
+        SOLO_UNTIL.store(until, Ordering::Relaxed);
+    }
+}
+
+/// True when the other worker never came, or ran at under a quarter of the
+/// caller's speed (descheduled, not merely slower).
+fn failed((wa, ta): (usize, Duration), (wb, tb): (usize, Duration), other: bool) -> bool {
+    let sa = wa as f64 / ta.as_secs_f64().max(1e-9);
+    let sb = wb as f64 / tb.as_secs_f64().max(1e-9);
+    !other || sb < 0.25 * sa
+}
+
+/// The caller's next share: a moving average toward the share that matches
+/// the two measured speeds (work per second), within 5%-95%.
+fn next_share(
+    old: f64,
+    (wa, ta): (usize, Duration),
+    (wb, tb): (usize, Duration),
+    other: bool,
+) -> f64 {
+    let target = if other {
+        let sa = wa as f64 / ta.as_secs_f64().max(1e-9);
+        let sb = wb as f64 / tb.as_secs_f64().max(1e-9);
+        sa / (sa + sb)
+    } else {
+        0.95
+    };
+    (0.8 * old + 0.2 * target).clamp(0.05, 0.95)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_share_follows_the_speeds() {
+        let ms = Duration::from_millis;
+        // The other thread does the same work in three times as long.
+        let mut s = 0.5;
+        for _ in 0..50 {
+            s = next_share(s, (300, ms(1)), (100, ms(1)), true);
+        }
+        assert!((s - 0.75).abs() < 1e-3, "{s}");
+        // It never comes: the caller takes almost everything, not all.
+        for _ in 0..50 {
+            s = next_share(s, (1, ms(1)), (1, ms(1)), false);
+        }
+        assert!((s - 0.95).abs() < 1e-4, "{s}");
+        // Equal speeds bring it back to halves.
+        for _ in 0..80 {
+            s = next_share(s, (10, ms(2)), (10, ms(2)), true);
+        }
+        assert!((s - 0.5).abs() < 1e-3, "{s}");
+        assert_eq!(first_share_of(2, 0.95), 1);
+        assert_eq!(first_share_of(100, 0.05), 5);
+    }
+
+    #[test]
+    fn a_worker_that_crawls_or_never_comes_has_failed() {
+        let ms = Duration::from_millis;
+        assert!(!failed((100, ms(1)), (100, ms(1)), true));
+        assert!(
+            !failed((100, ms(1)), (100, ms(3)), true),
+            "a third of the speed: slower, not gone"
+        );
+        assert!(failed((100, ms(1)), (100, ms(5)), true));
+        assert!(failed((100, ms(1)), (100, ms(1)), false));
+    }
+}
