@@ -161,7 +161,7 @@ pub fn conv2d<T: Float>(
                     pitch,
                 };
                 sgemm::gemm(y, n, p, &rhs, n, &tail, threads);
-            } else if threads >= 2 && g.oh >= 2 {
+            } else if threads >= 2 && g.oh >= 2 && n >= SPLIT_MIN_PIXELS {
                 let Some(y) = T::as_f32_mut(out) else {
                     unreachable!("weights are packed only for float32");
                 };
@@ -383,6 +383,11 @@ fn im2col_bands_in<T: Float>(
         oh0 = oh1;
     }
 }
+
+/// Output pixels from which [`im2col_split`] pays: below (17x17, 8x8), each
+/// thread would stream all of the layer's weights for a few rows, and the
+/// product's own split (by output channels) does better.
+const SPLIT_MIN_PIXELS: usize = 1024;
 
 /// The im2col path on two threads, each unfolding and multiplying its own
 /// output rows, so no thread reads scratch the other wrote. With the matrix
