@@ -272,6 +272,13 @@ pub fn execute<T: Float>(
     threads: usize,
     timings: Option<&mut Vec<f64>>,
 ) -> Vec<Vec<T>> {
+    // Images in parallel (each GEMM on one thread) when there are enough of
+    // them; otherwise one image at a time with a multi-threaded GEMM.
+    let par_images = threads > 1 && batch >= threads;
+    let gemm_threads = if par_images { 1 } else { threads };
+    if batch > 1 && timings.is_none() {
+        return run_lanes(plan, arena, input, batch, threads, par_images);
+    }
     arena.prepare(plan, batch);
     let in_slot = plan.input;
     {
@@ -282,44 +289,15 @@ pub fn execute<T: Float>(
                 .copy_from_slice(&input[n * in_slot.len..(n + 1) * in_slot.len]);
         }
     }
-    // Images in parallel (each GEMM on one thread) when there are enough of
-    // them; otherwise one image at a time with a multi-threaded GEMM.
-    let par_images = threads > 1 && batch >= threads;
-    let gemm_threads = if par_images { 1 } else { threads };
-    if batch > 1 && timings.is_none() {
-        let Arena {
-            buffers, scratch, ..
-        } = &mut *arena;
-        let scratch: &Mutex<Vec<Vec<T>>> = scratch;
-        let mut views: Vec<Vec<&mut [T]>> = (0..batch).map(|_| Vec::new()).collect();
-        for (buf, &len) in buffers.iter_mut().zip(&plan.buffers) {
-            let mut rest: &mut [T] = buf;
-            for v in &mut views {
-                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
-                v.push(mine);
-                rest = tail;
-            }
-        }
-        if par_images {
-            views
-                .into_par_iter()
-                .for_each(|mut v| run_image(plan, &mut v, scratch, 1));
-        } else {
-            for mut v in views {
-                run_image(plan, &mut v, scratch, threads);
-            }
-        }
-    } else {
-        run_steps(
-            plan,
-            arena,
-            batch,
-            threads,
-            par_images,
-            gemm_threads,
-            timings,
-        );
-    }
+    run_steps(
+        plan,
+        arena,
+        batch,
+        threads,
+        par_images,
+        gemm_threads,
+        timings,
+    );
     plan.results
         .iter()
         .map(|(_, _, s)| {
@@ -331,6 +309,75 @@ pub fn execute<T: Float>(
             out
         })
         .collect()
+}
+
+/// Image-major execution of a batch: each image runs every step through one
+/// lane's buffers (one lane per thread when images run in parallel, else
+/// one), its input copied in first and its results copied out after. A
+/// batch then costs what as many single images do: buffers for all its
+/// images would spread each step's activations over the whole batch's
+/// memory and miss in cache and TLB. Lanes take the next image as they
+/// free up, so a slower thread does fewer.
+fn run_lanes<T: Float>(
+    plan: &Plan<T>,
+    arena: &mut Arena<T>,
+    input: &[T],
+    batch: usize,
+    threads: usize,
+    par_images: bool,
+) -> Vec<Vec<T>> {
+    let lanes = if par_images { threads.min(batch) } else { 1 };
+    arena.prepare(plan, lanes);
+    let in_slot = plan.input;
+    let mut results: Vec<Vec<T>> = plan
+        .results
+        .iter()
+        .map(|(_, _, s)| vec![T::ZERO; s.len * batch])
+        .collect();
+    // Per image, its part of every result, taken by the lane that runs it.
+    let mut per_image: Vec<Vec<&mut [T]>> = (0..batch).map(|_| Vec::new()).collect();
+    for (r, (_, _, s)) in results.iter_mut().zip(&plan.results) {
+        for (n, chunk) in r.chunks_mut(s.len.max(1)).take(batch).enumerate() {
+            per_image[n].push(chunk);
+        }
+    }
+    let per_image: Vec<Mutex<Vec<&mut [T]>>> = per_image.into_iter().map(Mutex::new).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let Arena {
+        buffers, scratch, ..
+    } = &mut *arena;
+    let scratch: &Mutex<Vec<Vec<T>>> = scratch;
+    let mut views: Vec<Vec<&mut [T]>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (buf, &len) in buffers.iter_mut().zip(&plan.buffers) {
+        let mut rest: &mut [T] = buf;
+        for v in &mut views {
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            v.push(mine);
+            rest = tail;
+        }
+    }
+    let gemm_threads = if par_images { 1 } else { threads };
+    let lane = |v: &mut Vec<&mut [T]>| loop {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n >= batch {
+            break;
+        }
+        v[in_slot.buf][in_slot.offset..in_slot.offset + in_slot.len]
+            .copy_from_slice(&input[n * in_slot.len..(n + 1) * in_slot.len]);
+        run_image(plan, v, scratch, gemm_threads);
+        if let Ok(mut outs) = per_image[n].lock() {
+            for (out, (_, _, s)) in outs.iter_mut().zip(&plan.results) {
+                out.copy_from_slice(&v[s.buf][s.offset..s.offset + s.len]);
+            }
+        }
+    };
+    if lanes > 1 {
+        views.par_iter_mut().for_each(lane);
+    } else {
+        views.iter_mut().for_each(lane);
+    }
+    drop(per_image);
+    results
 }
 
 /// Step-major execution: each step over the whole batch (one image, or
