@@ -202,6 +202,10 @@ def main() -> int:
             "Ratios below 1 mean incept is faster or smaller. onnxruntime runs `ts_folded.onnx` (BatchNorm folded by\n"
             "the exporter: its fastest input); incept runs `model.pth` (BatchNorm kept, fused into each convolution's\n"
             "epilogue). These machines are shared: rerun before drawing conclusions from small differences.\n\n"
+            "Per layer, side by side: `cargo run --release -p incept-interp --example conv_profile --\n"
+            "fixtures/full/model.pth [threads]` and `.venv/bin/python xtask/bench/ort_profile.py\n"
+            "fixtures/full/ts_folded.onnx [threads]`; the GEMM alone, warm and cold:\n"
+            "`cargo run --release -p incept-interp --example sgemm_probe`.\n\n"
         )
         args.docs.write_text(header + "\n".join(lines) + "\n")
         print(f"\nwrote {args.docs}")

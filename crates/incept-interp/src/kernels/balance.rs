@@ -53,10 +53,29 @@ fn first_share_of(units: usize, share: f64) -> usize {
     ((units as f64 * share).round() as usize).clamp(1, units - 1)
 }
 
-/// Records one two-thread product: `(work, time)` of the caller's part and
+/// Runs `a` on the calling thread and `b` on the other worker (or on the
+/// caller, if the worker does not take it), then records how fast each
+/// went for the next split; `wa` and `wb` measure their work.
+pub fn join((wa, a): (usize, impl FnOnce() + Send), (wb, b): (usize, impl FnOnce() + Send)) {
+    let me = rayon::current_thread_index();
+    let start = Instant::now();
+    let (ta, (tb, other)) = rayon::join(
+        || {
+            a();
+            start.elapsed()
+        },
+        || {
+            b();
+            (start.elapsed(), rayon::current_thread_index() != me)
+        },
+    );
+    update(wa, ta, wb, tb, other);
+}
+
+/// Records one two-thread section: `(work, time)` of the caller's part and
 /// of the other's (from the common start), and whether another thread ran
 /// the second part at all.
-pub fn update(wa: usize, ta: Duration, wb: usize, tb: Duration, other: bool) {
+fn update(wa: usize, ta: Duration, wb: usize, tb: Duration, other: bool) {
     let old = f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0;
     let next = next_share(old, (wa, ta), (wb, tb), other);
     FIRST.store((next * 4096.0) as u32, Ordering::Relaxed);

@@ -425,19 +425,10 @@ fn im2col_split<T: Float>(
             sgemm::gemm_rows(&mut band, p, &Dense { b, ldb: tn }, tail);
         });
     };
-    let me = rayon::current_thread_index();
-    let start = std::time::Instant::now();
-    let (ta, (tb, moved)) = rayon::join(
-        || {
-            run(&mut first, (0, split), s1);
-            start.elapsed()
-        },
-        || {
-            run(&mut second, (split, g.oh), s2);
-            (start.elapsed(), rayon::current_thread_index() != me)
-        },
+    super::balance::join(
+        (split, || run(&mut first, (0, split), s1)),
+        (g.oh - split, || run(&mut second, (split, g.oh), s2)),
     );
-    super::balance::update(split, ta, g.oh - split, tb, moved);
 }
 
 /// Output rows `oh0..oh1` only: `cols` is `[cg·kh·kw, (oh1−oh0)·OW]`.

@@ -249,19 +249,10 @@ pub fn gemm<R: Rhs>(
         if let (Some((t0a, j0a, mut ca)), Some((t0b, j0b, mut cb))) = (first, second) {
             let size = |c: &[&mut [f32]]| c.len() * c.first().map_or(0, |r| r.len());
             let (wa, wb) = (size(&ca), size(&cb));
-            let me = rayon::current_thread_index();
-            let start = std::time::Instant::now();
-            let (ta, (tb, other)) = rayon::join(
-                || {
-                    part(a, rhs, t0a, j0a, &mut ca, tail);
-                    start.elapsed()
-                },
-                || {
-                    part(a, rhs, t0b, j0b, &mut cb, tail);
-                    (start.elapsed(), rayon::current_thread_index() != me)
-                },
+            super::balance::join(
+                (wa, || part(a, rhs, t0a, j0a, &mut ca, tail)),
+                (wb, || part(a, rhs, t0b, j0b, &mut cb, tail)),
             );
-            super::balance::update(wa, ta, wb, tb, other);
         }
     } else if parts.len() > 1 {
         parts
