@@ -419,7 +419,7 @@ fn micro(
     // function is unreachable elsewhere.
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, b, ldb, cp, accumulate, prefetch);
+        let _ = (a, b, ldb, cp, accumulate, prefetch, tail);
         unreachable!("sgemm: packed weights exist only on x86_64 with AVX-512F");
     }
 }
