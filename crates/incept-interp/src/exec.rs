@@ -7,6 +7,7 @@
 //! each GEMM between the threads, so it is not done.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -277,7 +278,8 @@ pub fn execute<T: Float>(
     let par_images = threads > 1 && batch >= threads;
     let gemm_threads = if par_images { 1 } else { threads };
     if batch > 1 && timings.is_none() {
-        return run_lanes(plan, arena, input, batch, threads, par_images);
+        let lanes = if par_images { threads.min(batch) } else { 1 };
+        return run_lanes(plan, arena, input, batch, lanes, gemm_threads);
     }
     arena.prepare(plan, batch);
     let in_slot = plan.input;
@@ -323,10 +325,9 @@ fn run_lanes<T: Float>(
     arena: &mut Arena<T>,
     input: &[T],
     batch: usize,
-    threads: usize,
-    par_images: bool,
+    lanes: usize,
+    gemm_threads: usize,
 ) -> Vec<Vec<T>> {
-    let lanes = if par_images { threads.min(batch) } else { 1 };
     arena.prepare(plan, lanes);
     let in_slot = plan.input;
     let mut results: Vec<Vec<T>> = plan
@@ -342,7 +343,7 @@ fn run_lanes<T: Float>(
         }
     }
     let per_image: Vec<Mutex<Vec<&mut [T]>>> = per_image.into_iter().map(Mutex::new).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
     let Arena {
         buffers, scratch, ..
     } = &mut *arena;
@@ -356,9 +357,8 @@ fn run_lanes<T: Float>(
             rest = tail;
         }
     }
-    let gemm_threads = if par_images { 1 } else { threads };
     let lane = |v: &mut Vec<&mut [T]>| loop {
-        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = next.fetch_add(1, Ordering::Relaxed);
         if n >= batch {
             break;
         }

@@ -85,26 +85,22 @@ fn update(wa: usize, ta: Duration, wb: usize, tb: Duration, other: bool) {
     }
 }
 
+/// Work per second.
+fn speed((work, time): (usize, Duration)) -> f64 {
+    work as f64 / time.as_secs_f64().max(1e-9)
+}
+
 /// True when the other worker never came, or ran at under a quarter of the
 /// caller's speed (descheduled, not merely slower).
-fn failed((wa, ta): (usize, Duration), (wb, tb): (usize, Duration), other: bool) -> bool {
-    let sa = wa as f64 / ta.as_secs_f64().max(1e-9);
-    let sb = wb as f64 / tb.as_secs_f64().max(1e-9);
-    !other || sb < 0.25 * sa
+fn failed(a: (usize, Duration), b: (usize, Duration), other: bool) -> bool {
+    !other || speed(b) < 0.25 * speed(a)
 }
 
 /// The caller's next share: a moving average toward the share that matches
 /// the two measured speeds (work per second), within 5%-95%.
-fn next_share(
-    old: f64,
-    (wa, ta): (usize, Duration),
-    (wb, tb): (usize, Duration),
-    other: bool,
-) -> f64 {
+fn next_share(old: f64, a: (usize, Duration), b: (usize, Duration), other: bool) -> f64 {
     let target = if other {
-        let sa = wa as f64 / ta.as_secs_f64().max(1e-9);
-        let sb = wb as f64 / tb.as_secs_f64().max(1e-9);
-        sa / (sa + sb)
+        speed(a) / (speed(a) + speed(b))
     } else {
         0.95
     };

@@ -141,7 +141,7 @@ pub fn conv2d<T: Float>(
                     unreachable!("weights are packed only for float32");
                 };
                 let (src, offs, pitch) = if g.stride == [1, 1] {
-                    (x, input_offsets(g), g.w)
+                    (x, unfold_offsets(g, g.h, g.w), g.w)
                 } else {
                     let (layout, offs) = phase_layout(g);
                     scratch.resize(layout.len, T::ZERO);
@@ -264,14 +264,19 @@ impl sgemm::Rhs for Unfold<'_> {
     }
 }
 
-/// Im2col row offsets into an unpadded stride-1 input, read in place.
-fn input_offsets(g: &ConvGeom) -> Vec<usize> {
+/// Where each im2col row `(c, i, j)` starts in the input split into stride
+/// phase planes of `hq × wq` (see [`PhaseLayout`]); with stride 1 there is
+/// one plane per channel, the input itself (`hq × wq = H × W`).
+fn unfold_offsets(g: &ConvGeom, hq: usize, wq: usize) -> Vec<usize> {
+    let [sh, sw] = g.stride;
     let [kh, kw] = g.kernel;
     let [dh, dw] = g.dilation;
     (0..g.c * kh * kw)
         .map(|r| {
             let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
-            c * g.h * g.w + i * dh * g.w + j * dw
+            let (ii, jj) = (i * dh, j * dw);
+            let q = (c * sh + ii % sh) * sw + jj % sw;
+            q * hq * wq + (ii / sh) * wq + jj / sw
         })
         .collect()
 }
@@ -314,16 +319,7 @@ impl PhaseLayout {
 fn phase_layout(g: &ConvGeom) -> (PhaseLayout, Vec<usize>) {
     let [sh, sw] = g.stride;
     let (hq, wq) = (g.h.div_ceil(sh), g.w.div_ceil(sw));
-    let [kh, kw] = g.kernel;
-    let [dh, dw] = g.dilation;
-    let offs = (0..g.c * kh * kw)
-        .map(|r| {
-            let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
-            let (ii, jj) = (i * dh, j * dw);
-            let q = (c * sh + ii % sh) * sw + jj % sw;
-            q * hq * wq + (ii / sh) * wq + jj / sw
-        })
-        .collect();
+    let offs = unfold_offsets(g, hq, wq);
     let layout = PhaseLayout {
         hq,
         wq,

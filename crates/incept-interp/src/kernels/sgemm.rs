@@ -155,6 +155,13 @@ struct TileTail {
 }
 
 impl Tail<'_> {
+    /// Panics unless every per-row part covers `rows` rows (a bug check).
+    fn check(&self, rows: usize) {
+        for v in [self.scale, self.shift].into_iter().flatten() {
+            assert!(v.len() >= rows, "sgemm: tail shorter than the rows");
+        }
+    }
+
     fn tile(&self, r0: usize, rows: usize) -> Option<TileTail> {
         let pick = |v: Option<&[f32]>, fill: f32| {
             v.map(|v| {
@@ -192,9 +199,7 @@ pub fn gemm<R: Rhs>(
         return;
     }
     assert!(ldc >= n, "sgemm: row stride shorter than a row");
-    for v in [tail.scale, tail.shift].into_iter().flatten() {
-        assert!(v.len() >= a.rows, "sgemm: tail shorter than the rows");
-    }
+    tail.check(a.rows);
     let c_len = (a.rows - 1) * ldc + n;
     assert!(dst.len() >= c_len, "sgemm: destination too small");
     let threads = super::balance::threads(threads);
@@ -269,9 +274,7 @@ pub fn gemm_rows<R: Rhs>(c: &mut [&mut [f32]], a: &PackedWeights, rhs: &R, tail:
     assert!(c.len() == a.rows, "sgemm: one slice per row");
     let n = c.first().map_or(0, |r| r.len());
     assert!(c.iter().all(|r| r.len() == n), "sgemm: rows of one length");
-    for v in [tail.scale, tail.shift].into_iter().flatten() {
-        assert!(v.len() >= a.rows, "sgemm: tail shorter than the rows");
-    }
+    tail.check(a.rows);
     if n > 0 {
         part(a, rhs, 0, 0, c, tail);
     }
@@ -381,12 +384,9 @@ fn micro(
                         ($r, 1) => avx512::kernel::<$r, 1>,
                         ($r, 2) => avx512::kernel::<$r, 2>,
                         ($r, 3) => avx512::kernel::<$r, 3>,
+                        ($r, _) => avx512::kernel::<$r, 4>,
                     )*
-                    (1, _) => avx512::kernel::<1, 4>,
-                    (2, _) => avx512::kernel::<2, 4>,
-                    (3, _) => avx512::kernel::<3, 4>,
-                    (4, _) => avx512::kernel::<4, 4>,
-                    (5, _) => avx512::kernel::<5, 4>,
+                    // rows ≤ MR, asserted above.
                     _ => avx512::kernel::<MR, 4>,
                 }
             };
