@@ -96,6 +96,48 @@ fn pool_channels<T: Float>(
     input: &[T],
     out: &mut [T],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was just detected.
+        #[allow(unsafe_code)]
+        unsafe {
+            pool_channels_avx512(g, xs, ys, channels, input, out);
+        }
+        return;
+    }
+    pool_channels_any(g, xs, ys, channels, input, out);
+}
+
+/// [`pool_channels_any`] compiled for AVX-512: the loops over rows and
+/// planes run 16 lanes wide instead of the baseline target's 4 (pools
+/// 1.2 → 0.7 ms of the full model's 55, `examples/conv_profile`). The same
+/// operations in the same order: the results do not change.
+///
+/// # Safety
+/// AVX-512F is available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(unsafe_code)]
+unsafe fn pool_channels_avx512<T: Float>(
+    g: &PoolGeom,
+    xs: &[Span],
+    ys: &[Span],
+    channels: usize,
+    input: &[T],
+    out: &mut [T],
+) {
+    pool_channels_any(g, xs, ys, channels, input, out);
+}
+
+#[inline(always)]
+fn pool_channels_any<T: Float>(
+    g: &PoolGeom,
+    xs: &[Span],
+    ys: &[Span],
+    channels: usize,
+    input: &[T],
+    out: &mut [T],
+) {
     match g.kind {
         PoolKind::Max if is_valid_3x3_s2(g) => max_valid_3x3_s2(g, xs, ys, channels, input, out),
         PoolKind::Max => {
@@ -210,6 +252,7 @@ fn is_valid_3x3_s2(g: &PoolGeom) -> bool {
 /// the three input rows is stored split into even and odd columns, so the
 /// horizontal stride-2 window becomes `max(even[x], odd[x], even[x + 1])`
 /// over contiguous slices: both passes vectorise.
+#[inline(always)]
 fn max_valid_3x3_s2<T: Float>(
     g: &PoolGeom,
     xs: &[Span],
@@ -270,6 +313,7 @@ fn is_same_3x3(g: &PoolGeom) -> bool {
 /// loops to vectorise, so the vertical sums run over the plane as one flat
 /// slice, the horizontal sums too, and the two border columns (whose flat
 /// neighbours belong to the next or previous row) are then redone.
+#[inline(always)]
 fn avg_same_3x3<T: Float>(g: &PoolGeom, channels: usize, input: &[T], out: &mut [T]) {
     let (h, w) = (g.h, g.w);
     let hw = h * w;
@@ -330,6 +374,7 @@ fn avg_same_3x3<T: Float>(g: &PoolGeom, channels: usize, input: &[T], out: &mut 
 
 /// Outputs `a..b` whose windows are three whole input columns, `stride`
 /// apart (the interior of a 3-wide pooling); `(ow, ow)` for other windows.
+#[inline(always)]
 fn interior(g: &PoolGeom, xs: &[Span]) -> (usize, usize) {
     if g.kernel[1] != 3 {
         return (g.ow, g.ow);
@@ -367,6 +412,7 @@ fn max_of_nan<T: Float>(v: &[T]) -> T {
 }
 
 /// The maximum of a window known to hold no NaN.
+#[inline(always)]
 fn max_of<T: Float>(v: &[T]) -> T {
     v.iter()
         .fold(T::NEG_INFINITY, |m, &e| if e > m { e } else { m })

@@ -204,10 +204,13 @@ pub fn gemm<R: Rhs>(
     assert!(dst.len() >= c_len, "sgemm: destination too small");
     let threads = super::balance::threads(threads);
     let panels = n.div_ceil(NR);
-    // Split by column panels when there are enough of them (each part packs
-    // only its own columns), else by row tiles; `units` of either kind.
-    let by_columns = threads > 1 && panels >= 4 * threads;
-    let units = if by_columns { panels } else { a.tiles };
+    // Split by columns when there are enough panels, or when the right-hand
+    // side is gathered (a split by rows would have each thread gather all of
+    // it: the stride-2 reductions on two threads); else by row tiles. Column
+    // parts are whole 16-column vectors.
+    let by_columns =
+        threads > 1 && (panels >= 4 * threads || (!R::IN_PLACE && n >= 2 * NR * threads));
+    let units = if by_columns { n.div_ceil(16) } else { a.tiles };
     let bounds: Vec<usize> = if threads == 2 && units >= 2 {
         let first = super::balance::first_share(units);
         vec![0, first, units]
@@ -221,7 +224,7 @@ pub fn gemm<R: Rhs>(
     if by_columns {
         let cols: Vec<(usize, usize)> = bounds
             .windows(2)
-            .map(|w| (w[0] * NR, (w[1] * NR).min(n)))
+            .map(|w| (w[0] * 16, (w[1] * 16).min(n)))
             .filter(|(j0, j1)| j1 > j0)
             .collect();
         parts = cols
