@@ -164,6 +164,7 @@ fn image_step<T: Float>(
             geom,
             weight,
             packed,
+            direct,
             epilogue,
             ..
         } => {
@@ -172,9 +173,10 @@ fn image_step<T: Float>(
                 .lock()
                 .map(|mut p| p.pop().unwrap_or_default())
                 .unwrap_or_default();
-            let w = match packed {
-                Some(p) => Weights::Packed(p),
-                None => Weights::Plain(weight),
+            let w = match (direct, packed) {
+                (Some(d), _) => Weights::Direct(d),
+                (None, Some(p)) => Weights::Packed(p),
+                (None, None) => Weights::Plain(weight),
             };
             conv2d(geom, x, w, epilogue, y, &mut s, threads);
             if let Ok(mut p) = scratch.lock() {

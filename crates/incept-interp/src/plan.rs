@@ -11,6 +11,7 @@ use incept_ir::{Graph, NodeId, ValueId};
 use crate::error::InterpError;
 use crate::float::Float;
 use crate::kernels::conv::ConvGeom;
+use crate::kernels::direct::{self, DirectWeights};
 use crate::kernels::eltwise::{Epilogue, batchnorm_scale_shift};
 use crate::kernels::linear::LinearWeight;
 use crate::kernels::pool::PoolGeom;
@@ -36,10 +37,13 @@ pub enum NodeWeights<T> {
     None,
     /// Convolution weight `[O, C/g·kh·kw]` and optional bias.
     Conv {
-        /// Weight; empty when `packed` holds it (one copy of the weights).
+        /// Weight; empty when `packed` or `direct` holds it (one copy of the
+        /// weights).
         weight: Arc<Vec<T>>,
         /// The weight packed for the AVX-512 float32 kernel, when it runs here.
         packed: Option<Arc<PackedWeights>>,
+        /// The weight packed for the direct kernel, for layers it takes.
+        direct: Option<Arc<DirectWeights>>,
         /// Bias.
         bias: Option<Vec<T>>,
     },
@@ -137,7 +141,14 @@ pub fn prepare_weights<T: Float>(
                 };
                 let rows = c.out_channels;
                 let k = weight.len().checked_div(rows).unwrap_or(0);
-                let packed = if c.groups == 1 {
+                // One packed copy: for the direct kernel where it runs the
+                // layer, else for the GEMM.
+                let direct = conv_geom(graph, node)
+                    .filter(direct::fits)
+                    .and_then(|_| T::as_f32(&weight))
+                    .and_then(|w| DirectWeights::new(w, rows, k))
+                    .map(Arc::new);
+                let packed = if c.groups == 1 && direct.is_none() {
                     T::as_f32(&weight)
                         .and_then(|w| PackedWeights::new(w, rows, k))
                         .map(Arc::new)
@@ -145,8 +156,13 @@ pub fn prepare_weights<T: Float>(
                     None
                 };
                 NodeWeights::Conv {
-                    weight: Arc::new(if packed.is_some() { Vec::new() } else { weight }),
+                    weight: Arc::new(if packed.is_some() || direct.is_some() {
+                        Vec::new()
+                    } else {
+                        weight
+                    }),
                     packed,
+                    direct,
                     bias: if c.bias {
                         Some(cast(param(node, 1)?))
                     } else {
@@ -188,6 +204,41 @@ pub fn prepare_weights<T: Float>(
     Ok(out)
 }
 
+/// The geometry of a convolution node, from its input and output shapes
+/// (`None` if either is not a fixed 4-D shape).
+fn conv_geom(graph: &Graph, node: &incept_ir::Node) -> Option<ConvGeom> {
+    let Op::Conv2d(c) = &node.op else {
+        return None;
+    };
+    let dims = |v: ValueId| -> Option<Vec<usize>> {
+        let shape = &graph.values[v].ty.shape;
+        // The batch may be free; channels and plane must be fixed.
+        (shape.len() == 4)
+            .then(|| {
+                shape[1..]
+                    .iter()
+                    .map(|d| d.fixed())
+                    .collect::<Option<Vec<_>>>()
+            })
+            .flatten()
+            .map(|d| [vec![0], d].concat())
+    };
+    let (i, o) = (dims(*node.inputs.first()?)?, dims(node.output)?);
+    Some(ConvGeom {
+        c: i[1],
+        h: i[2],
+        w: i[3],
+        o: o[1],
+        oh: o[2],
+        ow: o[3],
+        kernel: c.kernel,
+        stride: c.stride,
+        pads: c.pads,
+        dilation: c.dilation,
+        groups: c.groups,
+    })
+}
+
 /// One unit of work.
 #[derive(Debug)]
 pub enum Step<T> {
@@ -199,6 +250,8 @@ pub enum Step<T> {
         weight: Arc<Vec<T>>,
         /// The weight packed for the AVX-512 float32 kernel.
         packed: Option<Arc<PackedWeights>>,
+        /// The weight packed for the direct kernel, which runs it when set.
+        direct: Option<Arc<DirectWeights>>,
         /// Epilogue.
         epilogue: Epilogue<T>,
         /// Input.
@@ -510,6 +563,7 @@ pub fn build_plan<T: Float>(
                 NodeWeights::Conv {
                     weight,
                     packed,
+                    direct,
                     bias,
                 },
             ) => {
@@ -556,6 +610,7 @@ pub fn build_plan<T: Float>(
                     },
                     weight: Arc::clone(weight),
                     packed: packed.clone(),
+                    direct: direct.clone(),
                     epilogue,
                     input,
                     output,

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
+use crate::kernels::direct::{self, DirectWeights};
 use crate::kernels::eltwise::Epilogue;
 use crate::kernels::gemm::{MatRef, matmul};
 use crate::kernels::sgemm::{self, Dense, PackedWeights, Tail};
@@ -15,6 +16,9 @@ pub enum Weights<'a, T> {
     Plain(&'a [T]),
     /// Packed for the AVX-512 kernel (float32, one group).
     Packed(&'a PackedWeights),
+    /// Packed for the direct kernel (float32, few output channels; see
+    /// [`super::direct::fits`]).
+    Direct(&'a DirectWeights),
 }
 
 /// Geometry of a convolution, fixed at plan time.
@@ -115,6 +119,22 @@ pub fn conv2d<T: Float>(
     let cg = g.c / g.groups;
     let weight = match weight {
         Weights::Plain(w) => w,
+        Weights::Direct(d) => {
+            let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
+                unreachable!("weights are packed only for float32");
+            };
+            let tail = Tail {
+                scale: epilogue.scale.as_deref().and_then(T::as_f32),
+                shift: epilogue.shift.as_deref().and_then(T::as_f32),
+                relu: epilogue.relu,
+            };
+            scratch.resize(direct::scratch_len(g), T::ZERO);
+            let Some(padded) = T::as_f32_mut(scratch) else {
+                unreachable!("weights are packed only for float32");
+            };
+            direct::conv(g, x, d, &tail, y, padded, threads);
+            return;
+        }
         Weights::Packed(p) => {
             assert!(
                 g.groups == 1 && p.rows() == g.o && p.k() == k,

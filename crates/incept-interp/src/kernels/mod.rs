@@ -3,6 +3,7 @@
 
 pub(crate) mod balance;
 pub mod conv;
+pub mod direct;
 pub mod eltwise;
 pub mod gemm;
 pub mod linear;

@@ -1,0 +1,525 @@
+//! Direct float32 convolution on AVX-512 for layers with few output
+//! channels (the stem's 32 and 64): output channels in the vector, output
+//! pixels broadcast straight from the input (no im2col, no gather), each
+//! tile transposed in registers into the NCHW output. With so few output
+//! channels, the GEMM path spent as long unfolding the input as multiplying.
+//!
+//! The sums are the GEMM path's bit for bit: K in the im2col order
+//! (channel, kernel row, kernel column), each output summed in registers
+//! over blocks of [`KC`] products, the first block stored and each later
+//! one added into the output, then the tail (`y · scale + shift`, ReLU).
+
+use super::conv::ConvGeom;
+use super::sgemm::{KC, Tail};
+
+/// Most output channels this path takes: four 16-lane vectors.
+pub const MAX_OUTPUTS: usize = 64;
+
+/// Convolution weights `[o, k]` packed as `[k, 16·nv]` (output channels
+/// last, zero past `o`), for [`conv`].
+#[derive(Debug)]
+pub struct DirectWeights {
+    data: Vec<f32>,
+    o: usize,
+    k: usize,
+}
+
+impl DirectWeights {
+    /// Packs `w` (`[o, k]`), or `None` when this CPU has no AVX-512F or the
+    /// layer has more than [`MAX_OUTPUTS`] channels.
+    pub fn new(w: &[f32], o: usize, k: usize) -> Option<Self> {
+        if !super::sgemm::available() || o == 0 || o > MAX_OUTPUTS || k == 0 || w.len() != o * k {
+            return None;
+        }
+        let width = o.div_ceil(16) * 16;
+        let mut data = vec![0f32; k * width];
+        for (oc, row) in w.chunks_exact(k).enumerate() {
+            for (kk, &v) in row.iter().enumerate() {
+                data[kk * width + oc] = v;
+            }
+        }
+        Some(DirectWeights { data, o, k })
+    }
+
+    fn width(&self) -> usize {
+        self.o.div_ceil(16) * 16
+    }
+}
+
+/// True when [`conv`] takes this geometry and beats the GEMM path on it:
+/// one group, stride 1 or 2 along the width, an output row at least one
+/// tile wide, and either at most 32 output channels with a window wider
+/// than one pixel (the stem's Conv2d_1a and 2a: 0.57 → 0.42 ms and
+/// 2.18 → 1.81 ms), or at most 64 with 16 taps or more (the 5x5s of the
+/// 35x35 blocks: 0.95 → 0.80 ms). Measured and left to the GEMM: 1x1
+/// convolutions (read in place there, 20% slower here) and Conv2d_2b (64
+/// channels, 3x3, padded: 3.8 → 4.0 ms here), with
+/// `examples/conv_profile`.
+pub fn fits(g: &ConvGeom) -> bool {
+    let taps = g.kernel[0] * g.kernel[1];
+    g.groups == 1
+        && matches!(g.stride[1], 1 | 2)
+        && g.ow >= tile_pixels(g.o)
+        && ((g.o <= 32 && taps > 1) || (g.o <= MAX_OUTPUTS && taps >= 16))
+}
+
+/// Pixels per tile: 24 sums in registers.
+fn tile_pixels(o: usize) -> usize {
+    match o.div_ceil(16) {
+        1 => 16,
+        2 => 12,
+        3 => 8,
+        _ => 6,
+    }
+}
+
+/// Floats of scratch [`conv`] needs: the input with its zero border, when
+/// the layer is padded.
+pub fn scratch_len(g: &ConvGeom) -> usize {
+    if g.pads == [0; 4] {
+        0
+    } else {
+        g.c * (g.h + g.pads[0] + g.pads[2]) * (g.w + g.pads[1] + g.pads[3])
+    }
+}
+
+/// `out = tail(conv(x, w))`, `out` `[O, OH, OW]`. Padded inputs are copied
+/// once into `scratch` ([`scratch_len`] floats) with their zero border. Two
+/// threads split the output rows in proportion to their speeds.
+/// Panics if a slice is too short for the geometry (a bug check).
+pub fn conv(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &DirectWeights,
+    tail: &Tail<'_>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let [kh, kw] = g.kernel;
+    assert!(
+        w.o == g.o && w.k == g.c * kh * kw && x.len() >= g.c * g.h * g.w,
+        "direct: weights or input of another shape"
+    );
+    assert!(out.len() >= g.o * g.oh * g.ow, "direct: output too small");
+    for v in [tail.scale, tail.shift].into_iter().flatten() {
+        assert!(v.len() >= g.o, "direct: tail shorter than the channels");
+    }
+    // The input with its zero border (or the input itself).
+    let (hp, wp) = (g.h + g.pads[0] + g.pads[2], g.w + g.pads[1] + g.pads[3]);
+    let xp: &[f32] = if g.pads == [0; 4] {
+        x
+    } else {
+        let scratch = &mut scratch[..g.c * hp * wp];
+        for (c, plane) in scratch.chunks_mut(hp * wp).enumerate() {
+            // The border rows and columns (the rest is overwritten below).
+            plane[..g.pads[0] * wp].fill(0.0);
+            plane[(g.pads[0] + g.h) * wp..].fill(0.0);
+            for row in plane[g.pads[0] * wp..].chunks_mut(wp).take(g.h) {
+                row[..g.pads[1]].fill(0.0);
+                row[g.pads[1] + g.w..].fill(0.0);
+            }
+            for (y, row) in plane[g.pads[0] * wp..].chunks_mut(wp).take(g.h).enumerate() {
+                row[g.pads[1]..g.pads[1] + g.w].copy_from_slice(&x[(c * g.h + y) * g.w..][..g.w]);
+            }
+        }
+        scratch
+    };
+    // Each K index's offset from a window's first input element.
+    let offs: Vec<u32> = (0..w.k)
+        .map(|kk| {
+            let (c, t) = (kk / (kh * kw), kk % (kh * kw));
+            let (ky, kx) = (t / kw, t % kw);
+            (c * hp * wp + ky * g.dilation[0] * wp + kx * g.dilation[1]) as u32
+        })
+        .collect();
+    // The farthest element any window reads: every tile is whole (the last
+    // one of a row starts `P` pixels from its end), so this is the last
+    // pixel's window.
+    let last = ((g.oh - 1) * g.stride[0]) * wp
+        + (g.ow - 1) * g.stride[1]
+        + offs.iter().max().map_or(0, |&o| o as usize);
+    assert!(last < xp.len(), "direct: a window reads outside the input");
+    let plane = g.oh * g.ow;
+    let args = RowArgs {
+        g,
+        xp,
+        wp,
+        offs: &offs,
+        w,
+        tail,
+    };
+    let threads = super::balance::threads(threads);
+    if threads >= 2 && g.oh >= 2 {
+        let split = super::balance::first_share(g.oh);
+        // Each channel's plane, cut at the split row.
+        let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) = out[..g.o * plane]
+            .chunks_mut(plane)
+            .map(|p| p.split_at_mut(split * g.ow))
+            .unzip();
+        super::balance::join(
+            (split, || rows_of(&mut a, (0, split), &args)),
+            (g.oh - split, || rows_of(&mut b, (split, g.oh), &args)),
+        );
+    } else {
+        let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
+        rows_of(&mut planes, (0, g.oh), &args);
+    }
+}
+
+/// What every output row of a layer shares.
+struct RowArgs<'a> {
+    g: &'a ConvGeom,
+    xp: &'a [f32],
+    wp: usize,
+    offs: &'a [u32],
+    w: &'a DirectWeights,
+    tail: &'a Tail<'a>,
+}
+
+/// Output rows `lo..hi` into per-channel slices that start at row `lo`.
+fn rows_of(planes: &mut [&mut [f32]], (lo, hi): (usize, usize), a: &RowArgs<'_>) {
+    let ow = a.g.ow;
+    for oy in lo..hi {
+        let mut dst: Vec<&mut [f32]> = planes
+            .iter_mut()
+            .map(|p| &mut p[(oy - lo) * ow..(oy - lo + 1) * ow])
+            .collect();
+        row_into(a, oy, &mut dst);
+    }
+}
+
+/// One output row: `dst[o]` is channel `o`'s row.
+fn row_into(a: &RowArgs<'_>, oy: usize, dst: &mut [&mut [f32]]) {
+    let g = a.g;
+    let p = tile_pixels(g.o);
+    let base = oy * g.stride[0] * a.wp;
+    let mut ox0 = 0;
+    loop {
+        // The last tile ends at the row's end, overlapping the one before:
+        // its pixels are computed again, to the same values.
+        let ox = ox0.min(g.ow - p);
+        let at = base + ox * g.stride[1];
+        let x = &a.xp[at..];
+        tile(a, x, ox, dst);
+        if ox + p >= g.ow {
+            break;
+        }
+        ox0 += p;
+    }
+}
+
+/// One tile: pixels `ox..ox + P` of the row, every channel, over all of K.
+fn tile(a: &RowArgs<'_>, x: &[f32], ox: usize, dst: &mut [&mut [f32]]) {
+    let g = a.g;
+    let nv = g.o.div_ceil(16);
+    let sx = g.stride[1];
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `DirectWeights` exists only where AVX-512F was detected; `conv`
+    // asserted that the farthest window of the layer lies inside the input
+    // (so every broadcast address, `x + offs[k] + r·sx` for `r < P`, does);
+    // the weights hold `k × 16·nv` floats; each `dst[o]` row holds `ow ≥
+    // ox + P` floats.
+    #[allow(unsafe_code)]
+    unsafe {
+        macro_rules! pick {
+            ($(($nv:literal, $p:literal)),*) => {
+                match (nv, sx) {
+                    $(
+                        ($nv, 1) => avx512::tile::<$p, $nv, 1>,
+                        ($nv, _) => avx512::tile::<$p, $nv, 2>,
+                    )*
+                    _ => avx512::tile::<6, 4, 1>,
+                }
+            };
+        }
+        let kernel = pick!((1, 16), (2, 12), (3, 8), (4, 6));
+        kernel(
+            x.as_ptr(),
+            a.offs,
+            a.w.data.as_ptr(),
+            a.w.width(),
+            dst,
+            ox,
+            a.tail,
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, x, ox, dst, nv, sx);
+        unreachable!("direct: weights exist only on x86_64 with AVX-512F");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{KC, Tail};
+
+    /// One K block's sums: pixel `r` of the tile, channels `16v..16v + 16`.
+    /// A function of its own so LLVM keeps the sums in registers.
+    ///
+    /// # Safety
+    /// AVX-512F is available; `x + offs[k] + r·SX` is readable for `r < P`,
+    /// and `w` holds `offs.len() × ldw` floats.
+    #[target_feature(enable = "avx512f")]
+    #[inline(never)]
+    unsafe fn sums<const P: usize, const NV: usize, const SX: usize>(
+        x: *const f32,
+        offs: &[u32],
+        w: *const f32,
+        ldw: usize,
+    ) -> [[__m512; NV]; P] {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; P];
+            let mut wp = w;
+            for &off in offs {
+                let mut wv = [_mm512_setzero_ps(); NV];
+                for (v, r) in wv.iter_mut().enumerate() {
+                    *r = _mm512_loadu_ps(wp.add(16 * v));
+                }
+                let px = x.add(off as usize);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let a = _mm512_set1_ps(*px.add(r * SX));
+                    for (s, wr) in row.iter_mut().zip(&wv) {
+                        *s = _mm512_fmadd_ps(a, *wr, *s);
+                    }
+                }
+                wp = wp.add(ldw);
+            }
+            acc
+        }
+    }
+
+    /// Transposes a 16x16 block held as 16 rows.
+    #[target_feature(enable = "avx512f")]
+    pub fn transpose16(r: &mut [__m512; 16]) {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        for i in 0..4 {
+            let (a, b) = (_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2]));
+            let (c, d) = (
+                _mm512_castps_pd(t[4 * i + 1]),
+                _mm512_castps_pd(t[4 * i + 3]),
+            );
+            r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+            r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+            r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+        }
+        for i in 0..2 {
+            for j in 0..4 {
+                t[8 * i + j] = _mm512_shuffle_f32x4::<0x88>(r[8 * i + j], r[8 * i + j + 4]);
+                t[8 * i + j + 4] = _mm512_shuffle_f32x4::<0xdd>(r[8 * i + j], r[8 * i + j + 4]);
+            }
+        }
+        for j in 0..8 {
+            r[j] = _mm512_shuffle_f32x4::<0x88>(t[j], t[j + 8]);
+            r[j + 8] = _mm512_shuffle_f32x4::<0xdd>(t[j], t[j + 8]);
+        }
+    }
+
+    /// A tile over all of K (see `super::tile`): the K blocks' sums added
+    /// up pixel by pixel (the first stored, each later one added, as the
+    /// GEMM path adds them into its output), the tail applied per channel
+    /// lane, then one transpose per 16 channels into the output rows.
+    ///
+    /// # Safety
+    /// As for `sums`, over all of `offs`; `dst[o]` (`o < channels`) holds
+    /// at least `ox + P` floats; `tail`'s parts hold one value per channel.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile<const P: usize, const NV: usize, const SX: usize>(
+        x: *const f32,
+        offs: &[u32],
+        w: *const f32,
+        ldw: usize,
+        dst: &mut [&mut [f32]],
+        ox: usize,
+        tail: &Tail<'_>,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let zero = _mm512_setzero_ps();
+            let mut sum = [[zero; NV]; P];
+            for (i, block) in offs.chunks(KC).enumerate() {
+                let acc = sums::<P, NV, SX>(x, block, w.add(i * KC * ldw), ldw);
+                if i == 0 {
+                    sum = acc;
+                } else {
+                    for (s, a) in sum.iter_mut().zip(&acc) {
+                        for (s, a) in s.iter_mut().zip(a) {
+                            *s = _mm512_add_ps(*s, *a);
+                        }
+                    }
+                }
+            }
+            let channels = dst.len();
+            let m: __mmask16 = ((1u32 << P) - 1) as __mmask16;
+            for v in 0..NV {
+                let left = channels.saturating_sub(16 * v).min(16);
+                let lanes: __mmask16 = ((1u32 << left) - 1) as __mmask16;
+                let scale = tail
+                    .scale
+                    .map(|s| _mm512_maskz_loadu_ps(lanes, s.as_ptr().add(16 * v)));
+                let shift = tail
+                    .shift
+                    .map(|s| _mm512_maskz_loadu_ps(lanes, s.as_ptr().add(16 * v)));
+                // Rows: pixels (past P, zero); after the transpose, channels.
+                let mut r = [zero; 16];
+                for (p, s) in sum.iter().enumerate() {
+                    let mut y = s[v];
+                    if let Some(sv) = scale {
+                        y = _mm512_mul_ps(y, sv);
+                    }
+                    if let Some(bv) = shift {
+                        y = _mm512_add_ps(y, bv);
+                    }
+                    if tail.relu {
+                        // max(0, y) returns y when y is NaN, as `Epilogue`.
+                        y = _mm512_max_ps(zero, y);
+                    }
+                    r[p] = y;
+                }
+                transpose16(&mut r);
+                for (j, y) in r.iter().enumerate().take(left) {
+                    let row = &mut dst[16 * v + j];
+                    _mm512_mask_storeu_ps(row[ox..ox + P].as_mut_ptr(), m, *y);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::conv::{Weights, conv2d};
+    use crate::kernels::eltwise::Epilogue;
+    use crate::kernels::sgemm::PackedWeights;
+
+    /// `(c, h, w, o, kernel, stride, pads, dilation)`.
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 4],
+        [usize; 2],
+    );
+
+    /// The direct path and the GEMM path give the same bits on float data
+    /// (the same products, summed in the same order and blocks), with the
+    /// tail, several K blocks, padding, stride 2, dilation, ragged channel
+    /// counts and rows, on one and two threads.
+    #[test]
+    fn matches_the_gemm_path_bit_for_bit() {
+        if !super::super::sgemm::available() {
+            return;
+        }
+        let cases: &[Case] = &[
+            (3, 23, 29, 32, [3, 3], [2, 2], [0; 4], [1, 1]),
+            (32, 19, 27, 32, [3, 3], [1, 1], [0; 4], [1, 1]),
+            (48, 13, 17, 64, [5, 5], [1, 1], [2; 4], [1, 1]),
+            (7, 12, 30, 20, [3, 3], [1, 1], [1, 0, 2, 1], [2, 1]),
+            (40, 9, 22, 50, [4, 4], [1, 2], [1; 4], [1, 1]),
+        ];
+        let mut seed = 12345u64;
+        let mut rand = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for &(c, h, w, o, kernel, stride, pads, dilation) in cases {
+            let oh = (h + pads[0] + pads[2] - dilation[0] * (kernel[0] - 1) - 1) / stride[0] + 1;
+            let ow = (w + pads[1] + pads[3] - dilation[1] * (kernel[1] - 1) - 1) / stride[1] + 1;
+            let g = ConvGeom {
+                c,
+                h,
+                w,
+                o,
+                oh,
+                ow,
+                kernel,
+                stride,
+                pads,
+                dilation,
+                groups: 1,
+            };
+            assert!(fits(&g), "{g:?}");
+            let x: Vec<f32> = (0..c * h * w).map(|_| rand()).collect();
+            let wt: Vec<f32> = (0..o * g.k()).map(|_| rand()).collect();
+            let e = Epilogue {
+                scale: Some((0..o).map(|_| rand()).collect()),
+                shift: Some((0..o).map(|_| rand()).collect()),
+                relu: true,
+            };
+            let packed = PackedWeights::new(&wt, o, g.k()).expect("avx512");
+            let direct = DirectWeights::new(&wt, o, g.k()).expect("avx512");
+            for threads in [1, 2] {
+                let mut want = vec![f32::NAN; o * oh * ow];
+                let mut got = vec![f32::NAN; o * oh * ow];
+                let mut scratch = Vec::new();
+                conv2d(
+                    &g,
+                    &x,
+                    Weights::Packed(&packed),
+                    &e,
+                    &mut want,
+                    &mut scratch,
+                    threads,
+                );
+                conv2d(
+                    &g,
+                    &x,
+                    Weights::Direct(&direct),
+                    &e,
+                    &mut got,
+                    &mut scratch,
+                    threads,
+                );
+                let diff = want
+                    .iter()
+                    .zip(&got)
+                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(diff, None, "{g:?}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    fn transpose16_transposes() {
+        use std::arch::x86_64::*;
+        if !super::super::sgemm::available() {
+            return;
+        }
+        let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        // SAFETY: AVX-512F was just detected; every load and store is 16 floats in bounds.
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(m[16 * i..].as_ptr());
+            }
+            avx512::transpose16(&mut r);
+            let mut t = vec![0f32; 256];
+            for (i, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(t[16 * i..].as_mut_ptr(), *v);
+            }
+            for i in 0..16 {
+                for j in 0..16 {
+                    assert_eq!(t[16 * i + j], m[16 * j + i], "({i}, {j})");
+                }
+            }
+        }
+    }
+}
