@@ -12,11 +12,12 @@
 use super::conv::ConvGeom;
 use super::sgemm::{KC, Tail};
 
-/// Most output channels this path takes: four 16-lane vectors.
-pub const MAX_OUTPUTS: usize = 64;
+/// Output channels per panel: four 16-lane vectors.
+const PANEL: usize = 64;
 
-/// Convolution weights `[o, k]` packed as `[k, 16·nv]` (output channels
-/// last, zero past `o`), for [`conv`].
+/// Convolution weights `[o, k]` packed for [`conv`]: per panel of 64 output
+/// channels, `[k, width]` (output channels last), `width` the panel's
+/// channels rounded up to 16 (zero past `o`).
 #[derive(Debug)]
 pub struct DirectWeights {
     data: Vec<f32>,
@@ -25,47 +26,68 @@ pub struct DirectWeights {
 }
 
 impl DirectWeights {
-    /// Packs `w` (`[o, k]`), or `None` when this CPU has no AVX-512F or the
-    /// layer has more than [`MAX_OUTPUTS`] channels.
+    /// Packs `w` (`[o, k]`), or `None` when this CPU has no AVX-512F.
     pub fn new(w: &[f32], o: usize, k: usize) -> Option<Self> {
-        if !super::sgemm::available() || o == 0 || o > MAX_OUTPUTS || k == 0 || w.len() != o * k {
+        if !super::sgemm::available() || o == 0 || k == 0 || w.len() != o * k {
             return None;
         }
-        let width = o.div_ceil(16) * 16;
-        let mut data = vec![0f32; k * width];
+        let mut data = vec![0f32; k * o.div_ceil(16) * 16];
         for (oc, row) in w.chunks_exact(k).enumerate() {
+            let (p, j) = (oc / PANEL, oc % PANEL);
+            let width = panel_width(o, p);
             for (kk, &v) in row.iter().enumerate() {
-                data[kk * width + oc] = v;
+                data[p * PANEL * k + kk * width + j] = v;
             }
         }
         Some(DirectWeights { data, o, k })
     }
 
-    fn width(&self) -> usize {
-        self.o.div_ceil(16) * 16
+    /// Panel `p`'s packed weights and their row length.
+    fn panel(&self, p: usize) -> (&[f32], usize) {
+        let width = panel_width(self.o, p);
+        (&self.data[p * PANEL * self.k..][..self.k * width], width)
     }
 }
 
-/// True when [`conv`] takes this geometry and beats the GEMM path on it:
-/// one group, stride 1 or 2 along the width, an output row at least one
-/// tile wide, and either at most 32 output channels with a window wider
-/// than one pixel (the stem's Conv2d_1a and 2a: 0.57 → 0.42 ms and
-/// 2.18 → 1.81 ms), or at most 64 with 16 taps or more (the 5x5s of the
-/// 35x35 blocks: 0.95 → 0.80 ms). Measured and left to the GEMM: 1x1
-/// convolutions (read in place there, 20% slower here) and Conv2d_2b (64
-/// channels, 3x3, padded: 3.8 → 4.0 ms here), with
-/// `examples/conv_profile`.
-pub fn fits(g: &ConvGeom) -> bool {
-    let taps = g.kernel[0] * g.kernel[1];
-    g.groups == 1
-        && matches!(g.stride[1], 1 | 2)
-        && g.ow >= tile_pixels(g.o)
-        && ((g.o <= 32 && taps > 1) || (g.o <= MAX_OUTPUTS && taps >= 16))
+/// Channels of panel `p` of `o`, rounded up to 16.
+fn panel_width(o: usize, p: usize) -> usize {
+    (o - p * PANEL).min(PANEL).div_ceil(16) * 16
 }
 
-/// Pixels per tile: 24 sums in registers.
-fn tile_pixels(o: usize) -> usize {
-    match o.div_ceil(16) {
+/// True when [`conv`] takes this geometry and beats the GEMM path on it,
+/// as measured on Inception V3 with `examples/conv_profile`: one group, a
+/// window wider than one pixel (1x1 convolutions read their input in place
+/// as a GEMM), stride 1 or 2 along the width, output rows of 32 pixels or
+/// more (tiles of 6-16 pixels hardly overlap; at 17x17 the two paths tie,
+/// at 8x8 this one is slower by half), and either at most 32 output
+/// channels or an input that fits in L2 (each panel of 64 output channels
+/// reads the whole input again). Taken: the stem's Conv2d_1a and 2a (0.57
+/// → 0.42 ms, 2.18 → 1.80), and the 35x35 blocks' 5x5 and 3x3
+/// convolutions (0.95 → 0.79, 0.96 → 0.87, 0.63 → 0.57). Left to the GEMM:
+/// Conv2d_2b (64 channels, 2.7 MB of input: 3.8 ms there, 4.0 here),
+/// Conv2d_4a and Mixed_6a.branch3x3 (1.4-1.7 MB, several panels).
+pub fn fits(g: &ConvGeom) -> bool {
+    let taps = g.kernel[0] * g.kernel[1];
+    let input_bytes = g.c * g.h * g.w * 4;
+    supports(g) && taps > 1 && g.ow >= 32 && (g.o <= 32 || input_bytes <= L2_BYTES)
+}
+
+/// True when [`conv`] can run this geometry at all: one group, stride 1 or
+/// 2 along the width, output rows at least one tile wide.
+fn supports(g: &ConvGeom) -> bool {
+    let widest_tile = (0..g.o.div_ceil(PANEL))
+        .map(|p| tile_pixels(panel_width(g.o, p)))
+        .max()
+        .unwrap_or(0);
+    g.groups == 1 && matches!(g.stride[1], 1 | 2) && g.ow >= widest_tile
+}
+
+/// The per-core L2 of the machines this was measured on (AMD EPYC, 1 MiB).
+const L2_BYTES: usize = 1 << 20;
+
+/// Pixels per tile for a panel `width` channels wide: 24 sums in registers.
+fn tile_pixels(width: usize) -> usize {
+    match width.div_ceil(16) {
         1 => 16,
         2 => 12,
         3 => 8,
@@ -192,28 +214,44 @@ fn rows_of(planes: &mut [&mut [f32]], (lo, hi): (usize, usize), a: &RowArgs<'_>)
 /// One output row: `dst[o]` is channel `o`'s row.
 fn row_into(a: &RowArgs<'_>, oy: usize, dst: &mut [&mut [f32]]) {
     let g = a.g;
-    let p = tile_pixels(g.o);
     let base = oy * g.stride[0] * a.wp;
-    let mut ox0 = 0;
-    loop {
-        // The last tile ends at the row's end, overlapping the one before:
-        // its pixels are computed again, to the same values.
-        let ox = ox0.min(g.ow - p);
-        let at = base + ox * g.stride[1];
-        let x = &a.xp[at..];
-        tile(a, x, ox, dst);
-        if ox + p >= g.ow {
-            break;
+    for (p, dst) in dst.chunks_mut(PANEL).enumerate() {
+        let (w, ldw) = a.w.panel(p);
+        let tail = Tail {
+            scale: a.tail.scale.map(|t| &t[p * PANEL..]),
+            shift: a.tail.shift.map(|t| &t[p * PANEL..]),
+            relu: a.tail.relu,
+        };
+        let px = tile_pixels(ldw);
+        let mut ox0 = 0;
+        loop {
+            // The last tile ends at the row's end, overlapping the one
+            // before: its pixels are computed again, to the same values.
+            let ox = ox0.min(g.ow - px);
+            let x = &a.xp[base + ox * g.stride[1]..];
+            tile(a, x, (w, ldw), ox, dst, &tail);
+            if ox + px >= g.ow {
+                break;
+            }
+            ox0 += px;
         }
-        ox0 += p;
     }
 }
 
-/// One tile: pixels `ox..ox + P` of the row, every channel, over all of K.
-fn tile(a: &RowArgs<'_>, x: &[f32], ox: usize, dst: &mut [&mut [f32]]) {
+/// One tile: pixels `ox..ox + P` of the row, a panel's channels (`dst`,
+/// weights `w` with rows `ldw` long), over all of K.
+fn tile(
+    a: &RowArgs<'_>,
+    x: &[f32],
+    (w, ldw): (&[f32], usize),
+    ox: usize,
+    dst: &mut [&mut [f32]],
+    tail: &Tail<'_>,
+) {
     let g = a.g;
-    let nv = g.o.div_ceil(16);
+    let nv = ldw / 16;
     let sx = g.stride[1];
+    assert!(w.len() >= a.offs.len() * ldw && dst.len() <= ldw);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `DirectWeights` exists only where AVX-512F was detected; `conv`
     // asserted that the farthest window of the layer lies inside the input
@@ -234,19 +272,11 @@ fn tile(a: &RowArgs<'_>, x: &[f32], ox: usize, dst: &mut [&mut [f32]]) {
             };
         }
         let kernel = pick!((1, 16), (2, 12), (3, 8), (4, 6));
-        kernel(
-            x.as_ptr(),
-            a.offs,
-            a.w.data.as_ptr(),
-            a.w.width(),
-            dst,
-            ox,
-            a.tail,
-        );
+        kernel(x.as_ptr(), a.offs, w.as_ptr(), ldw, dst, ox, tail);
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, x, ox, dst, nv, sx);
+        let _ = (a, x, w, ldw, ox, dst, nv, sx, tail);
         unreachable!("direct: weights exist only on x86_64 with AVX-512F");
     }
 }
@@ -430,6 +460,9 @@ mod tests {
             (48, 13, 17, 64, [5, 5], [1, 1], [2; 4], [1, 1]),
             (7, 12, 30, 20, [3, 3], [1, 1], [1, 0, 2, 1], [2, 1]),
             (40, 9, 22, 50, [4, 4], [1, 2], [1; 4], [1, 1]),
+            // Several panels: 64 + 36 and 64 + 64 + 2 channels.
+            (24, 8, 20, 100, [3, 3], [1, 1], [1; 4], [1, 1]),
+            (9, 7, 40, 130, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
         ];
         let mut seed = 12345u64;
         let mut rand = move || {
@@ -454,7 +487,7 @@ mod tests {
                 dilation,
                 groups: 1,
             };
-            assert!(fits(&g), "{g:?}");
+            assert!(supports(&g), "{g:?}");
             let x: Vec<f32> = (0..c * h * w).map(|_| rand()).collect();
             let wt: Vec<f32> = (0..o * g.k()).map(|_| rand()).collect();
             let e = Epilogue {
