@@ -266,9 +266,34 @@ fn max_valid_3x3_s2<T: Float>(
     let mut even = vec![T::NEG_INFINITY; half + 1];
     let mut odd = vec![T::NEG_INFINITY; half];
     let max = |a: T, b: T| if b > a { b } else { a };
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
     for c in 0..channels {
         let plane = &input[c * h * w..(c + 1) * h * w];
         let dst = &mut out[c * g.oh * ow..(c + 1) * g.oh * ow];
+        // Float32 on AVX-512, rows of sixteen outputs or more: one pass,
+        // which also notes any NaN in a window.
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Some(p), Some(d)) = (avx512 && ow >= 16, T::as_f32(plane), T::as_f32_mut(dst))
+        {
+            let mut nan = false;
+            for (oy, line) in d.chunks_mut(ow).enumerate() {
+                let rows = (
+                    &p[2 * oy * w..][..w],
+                    &p[(2 * oy + 1) * w..][..w],
+                    &p[(2 * oy + 2) * w..][..w],
+                );
+                // SAFETY: the feature was detected above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    nan |= avx512::max_row_3x3_s2(rows, line);
+                }
+            }
+            if nan {
+                max_windows_nan(w, xs, ys, plane, dst);
+            }
+            continue;
+        }
         if plane.iter().fold(false, |a, v| a | v.is_nan()) {
             max_windows_nan(w, xs, ys, plane, dst);
             continue;
@@ -446,6 +471,74 @@ pub fn adaptive_avg_pool2d<T: Float>(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// One output row of a 3x3 stride-2 max pooling without padding:
+    /// `out[x] = max over rows r0..r2, columns 2x..2x + 2`, sixteen outputs
+    /// at a time (the even and odd columns picked by permutes), the rest
+    /// one by one. The comparisons are the scalar path's, in its order
+    /// (`max(a, b)` is `b` if `b > a`, else `a`), so the bits are its bits
+    /// when no window holds a NaN. Returns whether one did (the caller then
+    /// pools the plane again, NaN winning as in PyTorch).
+    #[target_feature(enable = "avx512f")]
+    pub fn max_row_3x3_s2((r0, r1, r2): (&[f32], &[f32], &[f32]), out: &mut [f32]) -> bool {
+        let w = r0.len().min(r1.len()).min(r2.len());
+        let ow = out.len();
+        assert!(ow == 0 || 2 * ow < w, "pool: rows too short for the output");
+        let max = |a: f32, b: f32| if b > a { b } else { a };
+        // `_mm512_max_ps(b, a)`: b where b > a, else a.
+        let even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let mut x = 0;
+        let mut nan: __mmask16 = 0;
+        // Sixteen outputs read columns 2x .. 2x + 34 (exclusive).
+        while x + 16 <= ow && 2 * x + 34 <= w {
+            let c = 2 * x;
+            let vmax = |at: usize| {
+                let (a, b, d) = (&r0[at..at + 16], &r1[at..at + 16], &r2[at..at + 16]);
+                // SAFETY: each slice holds the 16 floats loaded.
+                let (a, b, d) = unsafe {
+                    (
+                        _mm512_loadu_ps(a.as_ptr()),
+                        _mm512_loadu_ps(b.as_ptr()),
+                        _mm512_loadu_ps(d.as_ptr()),
+                    )
+                };
+                (_mm512_max_ps(d, _mm512_max_ps(b, a)), a, b, d)
+            };
+            let ((a0, p, q, r), (a1, s, t, u)) = (vmax(c), vmax(c + 16));
+            // Columns 2x .. 2x + 32 are loaded above; 2x + 32 below.
+            for v in [p, q, r, s, t, u] {
+                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            }
+            let (b0, b1) = (vmax(c + 2).0, vmax(c + 18).0);
+            for row in [r0, r1, r2] {
+                nan |= u16::from(row[c + 32].is_nan());
+            }
+            let even = _mm512_permutex2var_ps(a0, even_idx, a1);
+            let odd = _mm512_permutex2var_ps(a0, odd_idx, a1);
+            let next = _mm512_permutex2var_ps(b0, even_idx, b1);
+            let y = _mm512_max_ps(next, _mm512_max_ps(odd, even));
+            let dst = &mut out[x..x + 16];
+            // SAFETY: `dst` holds the 16 floats stored.
+            unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), y) };
+            x += 16;
+        }
+        let mut tail_nan = false;
+        for (x, o) in out.iter_mut().enumerate().skip(x) {
+            let col = |j: usize| max(max(r0[j], r1[j]), r2[j]);
+            for j in 2 * x..2 * x + 3 {
+                tail_nan |= r0[j].is_nan() || r1[j].is_nan() || r2[j].is_nan();
+            }
+            *o = max(max(col(2 * x), col(2 * x + 1)), col(2 * x + 2));
+        }
+        nan != 0 || tail_nan
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +675,65 @@ mod tests {
                         && (b.is_nan() || a == b || (a - b).abs() <= 1e-12 * b.abs().max(1.0)),
                     "{g:?} with a NaN, output {i}: {a} vs {b}"
                 );
+            }
+        }
+    }
+
+    /// The float32 3x3 stride-2 max pooling (vectorised on AVX-512) gives
+    /// the bits of the window-by-window definition on rows long enough for
+    /// its sixteen-wide steps and their remainders, with zeros of both signs
+    /// in the data; a NaN still wins its windows.
+    #[test]
+    fn max_3x3_s2_float32_matches_the_definition_bit_for_bit() {
+        for (h, w) in [(7, 35), (9, 36), (5, 71), (3, 147), (11, 17)] {
+            let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
+            let g = PoolGeom {
+                kind: PoolKind::Max,
+                c: 3,
+                h,
+                w,
+                oh,
+                ow,
+                kernel: [3, 3],
+                stride: [2, 2],
+                pads: [0; 4],
+                count_include_pad: true,
+            };
+            let mut x: Vec<f32> = (0..3 * h * w)
+                .map(|i| match i % 7 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => ((i * 7919) % 101) as f32 / 10.0 - 5.0,
+                })
+                .collect();
+            for nan in [false, true] {
+                if nan {
+                    x[2 * h * w + w + 3] = f32::NAN;
+                }
+                let mut out = vec![7f32; 3 * oh * ow];
+                pool2d(&g, &x, &mut out, 1);
+                let want: Vec<f32> = (0..3 * oh * ow)
+                    .map(|i| {
+                        let (c, oy, ox) = (i / (oh * ow), i / ow % oh, i % ow);
+                        let mut m = f32::NEG_INFINITY;
+                        for y in 0..3 {
+                            for xx in 0..3 {
+                                let v = x[(c * h + 2 * oy + y) * w + 2 * ox + xx];
+                                // PyTorch's rule: greater, or NaN, wins.
+                                if v > m || v.is_nan() {
+                                    m = v;
+                                }
+                            }
+                        }
+                        m
+                    })
+                    .collect();
+                for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                        "{h}x{w} nan={nan} at {i}: {a} vs {b}"
+                    );
+                }
             }
         }
     }
