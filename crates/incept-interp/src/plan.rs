@@ -205,25 +205,17 @@ pub fn prepare_weights<T: Float>(
 }
 
 /// The geometry of a convolution node, from its input and output shapes
-/// (`None` if either is not a fixed 4-D shape).
+/// (`None` for another op; dimensions that are not fixed read as 0, which
+/// no kernel takes).
 fn conv_geom(graph: &Graph, node: &incept_ir::Node) -> Option<ConvGeom> {
     let Op::Conv2d(c) = &node.op else {
         return None;
     };
-    let dims = |v: ValueId| -> Option<Vec<usize>> {
+    let dims = |v: ValueId| -> [usize; 4] {
         let shape = &graph.values[v].ty.shape;
-        // The batch may be free; channels and plane must be fixed.
-        (shape.len() == 4)
-            .then(|| {
-                shape[1..]
-                    .iter()
-                    .map(|d| d.fixed())
-                    .collect::<Option<Vec<_>>>()
-            })
-            .flatten()
-            .map(|d| [vec![0], d].concat())
+        std::array::from_fn(|i| shape.get(i).and_then(|d| d.fixed()).unwrap_or(0))
     };
-    let (i, o) = (dims(*node.inputs.first()?)?, dims(node.output)?);
+    let (i, o) = (dims(*node.inputs.first()?), dims(node.output));
     Some(ConvGeom {
         c: i[1],
         h: i[2],
@@ -559,7 +551,7 @@ pub fn build_plan<T: Float>(
         };
         let step = match (&head.op, &weights[g.nodes[0]]) {
             (
-                Op::Conv2d(c),
+                Op::Conv2d(_),
                 NodeWeights::Conv {
                     weight,
                     packed,
@@ -567,8 +559,9 @@ pub fn build_plan<T: Float>(
                     bias,
                 },
             ) => {
-                let i = dims(head.inputs[0]);
-                let o = dims(head.output);
+                let Some(geom) = conv_geom(graph, head) else {
+                    continue;
+                };
                 let mut epilogue = Epilogue {
                     scale: None,
                     shift: bias.clone(),
@@ -595,19 +588,7 @@ pub fn build_plan<T: Float>(
                     }
                 }
                 Step::Conv {
-                    geom: ConvGeom {
-                        c: i[1],
-                        h: i[2],
-                        w: i[3],
-                        o: o[1],
-                        oh: o[2],
-                        ow: o[3],
-                        kernel: c.kernel,
-                        stride: c.stride,
-                        pads: c.pads,
-                        dilation: c.dilation,
-                        groups: c.groups,
-                    },
+                    geom,
                     weight: Arc::clone(weight),
                     packed: packed.clone(),
                     direct: direct.clone(),

@@ -49,6 +49,36 @@ pub struct ConvGeom {
 }
 
 impl ConvGeom {
+    /// A single-image geometry from its input, with the output size that
+    /// PyTorch's definition gives (tests).
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_input(
+        (c, h, w): (usize, usize, usize),
+        o: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads: [usize; 4],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> ConvGeom {
+        let oh = (h + pads[0] + pads[2] - dilation[0] * (kernel[0] - 1) - 1) / stride[0] + 1;
+        let ow = (w + pads[1] + pads[3] - dilation[1] * (kernel[1] - 1) - 1) / stride[1] + 1;
+        ConvGeom {
+            c,
+            h,
+            w,
+            o,
+            oh,
+            ow,
+            kernel,
+            stride,
+            pads,
+            dilation,
+            groups,
+        }
+    }
+
     /// True when the input itself is the im2col matrix.
     pub fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.pads == [0; 4]
@@ -613,21 +643,8 @@ mod tests {
         dilation: [usize; 2],
         groups: usize,
     ) {
-        let oh = (h + pads[0] + pads[2] - dilation[0] * (kernel[0] - 1) - 1) / stride[0] + 1;
-        let ow = (w + pads[1] + pads[3] - dilation[1] * (kernel[1] - 1) - 1) / stride[1] + 1;
-        let g = ConvGeom {
-            c,
-            h,
-            w,
-            o,
-            oh,
-            ow,
-            kernel,
-            stride,
-            pads,
-            dilation,
-            groups,
-        };
+        let g = ConvGeom::from_input((c, h, w), o, kernel, stride, pads, dilation, groups);
+        let (oh, ow) = (g.oh, g.ow);
         let x: Vec<f64> = (0..c * h * w)
             .map(|i| ((i * 7919) % 23) as f64 - 11.0)
             .collect();

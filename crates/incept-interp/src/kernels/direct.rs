@@ -472,21 +472,8 @@ mod tests {
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
         for &(c, h, w, o, kernel, stride, pads, dilation) in cases {
-            let oh = (h + pads[0] + pads[2] - dilation[0] * (kernel[0] - 1) - 1) / stride[0] + 1;
-            let ow = (w + pads[1] + pads[3] - dilation[1] * (kernel[1] - 1) - 1) / stride[1] + 1;
-            let g = ConvGeom {
-                c,
-                h,
-                w,
-                o,
-                oh,
-                ow,
-                kernel,
-                stride,
-                pads,
-                dilation,
-                groups: 1,
-            };
+            let g = ConvGeom::from_input((c, h, w), o, kernel, stride, pads, dilation, 1);
+            let (oh, ow) = (g.oh, g.ow);
             assert!(supports(&g), "{g:?}");
             let x: Vec<f32> = (0..c * h * w).map(|_| rand()).collect();
             let wt: Vec<f32> = (0..o * g.k()).map(|_| rand()).collect();
