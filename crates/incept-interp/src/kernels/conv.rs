@@ -181,16 +181,33 @@ pub fn conv2d<T: Float>(
                     unreachable!("weights are packed only for float32");
                 };
                 sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, &tail, threads);
-            } else if g.pads == [0; 4] {
+            } else if g.pads == [0; 4] || padded_rows_only(g) {
                 // Unpadded (the stem and the stride-2 reductions): each block
                 // is gathered from the input, or from its stride phases,
-                // straight into the kernel's buffer. With padding, the copy of
-                // the padded input and the short runs cost more than the
-                // im2col scratch saves (`examples/conv_profile`).
+                // straight into the kernel's buffer; padded above and below
+                // only (the 7x1 convolutions), from a copy with zero rows,
+                // where an output row's pixels follow the previous row's, so
+                // each gathered row is one run. With padding at the sides,
+                // the copy and the short runs cost more than the im2col
+                // scratch saves (`examples/conv_profile`).
                 let Some(x) = T::as_f32(input) else {
                     unreachable!("weights are packed only for float32");
                 };
-                let (src, offs, pitch) = if g.stride == [1, 1] {
+                let (src, offs, pitch) = if g.pads != [0; 4] {
+                    let hp = g.h + g.pads[0] + g.pads[2];
+                    scratch.resize(g.c * hp * g.w, T::ZERO);
+                    let Some(buf) = T::as_f32_mut(&mut scratch[..g.c * hp * g.w]) else {
+                        unreachable!("weights are packed only for float32");
+                    };
+                    for (plane, src) in buf.chunks_mut(hp * g.w).zip(x.chunks(g.h * g.w)) {
+                        let (top, rest) = plane.split_at_mut(g.pads[0] * g.w);
+                        let (mid, bottom) = rest.split_at_mut(g.h * g.w);
+                        top.fill(0.0);
+                        mid.copy_from_slice(src);
+                        bottom.fill(0.0);
+                    }
+                    (&*buf, unfold_offsets(g, hp, g.w), g.w)
+                } else if g.stride == [1, 1] {
                     (x, unfold_offsets(g, g.h, g.w), g.w)
                 } else {
                     let (layout, offs) = phase_layout(g);
@@ -252,6 +269,13 @@ pub fn conv2d<T: Float>(
     }
 }
 
+/// A stride-1 convolution one pixel wide whose padding is above and below
+/// only: with zero rows added, output pixel `p` reads the copy at
+/// `p + offset` (see the `Unfold` path of [`conv2d`]).
+fn padded_rows_only(g: &ConvGeom) -> bool {
+    g.kernel[1] == 1 && g.stride == [1, 1] && g.pads[1] == 0 && g.pads[3] == 0 && g.groups == 1
+}
+
 /// The im2col matrix of an unpadded float32 convolution, never built whole:
 /// each `kc × NR` block the GEMM asks for is gathered into the kernel's
 /// buffer, so the unfolded data lives in L1 only. Row `r` of the matrix is
@@ -280,6 +304,12 @@ impl sgemm::Rhs for Unfold<'_> {
         let mut runs = [(0usize, 0usize, 0usize); sgemm::NR];
         let mut count = 0;
         let mut j = j0;
+        if self.pitch == self.ow {
+            // Output rows follow each other in the source too: one run.
+            runs[0] = (0, j0, ncols);
+            count = 1;
+            j = j0 + ncols;
+        }
         while j < j0 + ncols {
             let (oh, ow) = (j / self.ow, j % self.ow);
             let len = (self.ow - ow).min(j0 + ncols - j);
@@ -702,6 +732,9 @@ mod tests {
         check(20, 23, 21, 13, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1);
         check(16, 31, 29, 7, [5, 5], [2, 2], [2, 1, 2, 1], [1, 1], 1);
         check(40, 17, 17, 9, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1], 1);
+        // Padded above and below only: gathered from a copy with zero rows.
+        check(40, 17, 17, 9, [7, 1], [1, 1], [3, 0, 3, 0], [1, 1], 1);
+        check(6, 13, 9, 5, [3, 1], [1, 1], [2, 0, 1, 0], [2, 1], 1);
         // Unpadded, gathered block by block: panels straddling output rows,
         // stride phases with odd sizes, dilation across phases.
         check(3, 12, 70, 8, [3, 3], [1, 1], [0; 4], [1, 1], 1);
