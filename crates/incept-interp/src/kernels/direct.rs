@@ -69,7 +69,7 @@ fn panel_width(o: usize, p: usize) -> usize {
 pub fn fits(g: &ConvGeom) -> bool {
     let taps = g.kernel[0] * g.kernel[1];
     let input_bytes = g.c * g.h * g.w * 4;
-    supports(g) && taps > 1 && g.ow >= 32 && (g.o <= 32 || input_bytes <= L2_BYTES)
+    supports(g) && taps > 1 && g.ow >= 32 && (g.o <= 32 || input_bytes <= super::L2_BYTES)
 }
 
 /// True when [`conv`] can run this geometry at all: one group, stride 1 or
@@ -81,9 +81,6 @@ fn supports(g: &ConvGeom) -> bool {
         .unwrap_or(0);
     g.groups == 1 && matches!(g.stride[1], 1 | 2) && g.ow >= widest_tile
 }
-
-/// The per-core L2 of the machines this was measured on (AMD EPYC, 1 MiB).
-const L2_BYTES: usize = 1 << 20;
 
 /// Pixels per tile for a panel `width` channels wide: 24 sums in registers.
 fn tile_pixels(width: usize) -> usize {
