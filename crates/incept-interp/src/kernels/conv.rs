@@ -181,7 +181,7 @@ pub fn conv2d<T: Float>(
                     unreachable!("weights are packed only for float32");
                 };
                 sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, &tail, threads);
-            } else if g.pads == [0; 4] || padded_copy_fits(g) {
+            } else if g.pads == [0; 4] || padded_copy_fits(g, threads) {
                 // Unpadded (the stem and the stride-2 reductions): each block
                 // is gathered from the input, or from its stride phases,
                 // straight into the kernel's buffer. Padded, stride 1, with a
@@ -270,10 +270,15 @@ fn padded_size(g: &ConvGeom) -> (usize, usize) {
 }
 
 /// A padded stride-1 convolution whose padded input fits in L2 (see the
-/// `Unfold` path of [`conv2d`]).
-fn padded_copy_fits(g: &ConvGeom) -> bool {
+/// `Unfold` path of [`conv2d`]), and, on several threads, wide enough for
+/// the GEMM to split its columns (split by rows, each thread would gather
+/// every block: the 8x8 layers on two threads were slower so).
+fn padded_copy_fits(g: &ConvGeom, threads: usize) -> bool {
     let (hp, wp) = padded_size(g);
-    g.stride == [1, 1] && g.groups == 1 && g.c * hp * wp * 4 <= super::L2_BYTES
+    g.stride == [1, 1]
+        && g.groups == 1
+        && g.c * hp * wp * 4 <= super::L2_BYTES
+        && (threads <= 1 || g.oh * g.ow >= 2 * sgemm::NR * threads)
 }
 
 /// `x` (`[C, H, W]`) into `buf` (`[C, H + pads, W + pads]`) with a zero border.
