@@ -12,10 +12,13 @@
 use super::conv::ConvGeom;
 use super::sgemm::{KC, Tail};
 
-/// Output channels per panel: four 16-lane vectors.
-const PANEL: usize = 64;
+/// Output channels per panel: two 16-lane vectors, so a tile is 12 pixels
+/// by 32 channels and each K index loads 128 bytes of weights for its 24
+/// products (with 64-channel panels, 6 pixels and 256 bytes, the 35x35
+/// layers ran 1-2% slower: the weights stream from L2 for every tile).
+const PANEL: usize = 32;
 
-/// Convolution weights `[o, k]` packed for [`conv`]: per panel of 64 output
+/// Convolution weights `[o, k]` packed for [`conv`]: per panel of 32 output
 /// channels, `[k, width]` (output channels last), `width` the panel's
 /// channels rounded up to 16 (zero past `o`).
 #[derive(Debug)]
@@ -60,7 +63,7 @@ fn panel_width(o: usize, p: usize) -> usize {
 /// as a GEMM), stride 1 or 2 along the width, output rows of 32 pixels or
 /// more (tiles of 6-16 pixels hardly overlap; at 17x17 the two paths tie,
 /// at 8x8 this one is slower by half), and either at most 32 output
-/// channels or an input that fits in L2 (each panel of 64 output channels
+/// channels or an input that fits in L2 (each panel of output channels
 /// reads the whole input again). Taken: the stem's Conv2d_1a and 2a (0.57
 /// → 0.42 ms, 2.18 → 1.80), and the 35x35 blocks' 5x5 and 3x3
 /// convolutions (0.95 → 0.79, 0.96 → 0.87, 0.63 → 0.57). Left to the GEMM:
@@ -456,8 +459,8 @@ mod tests {
             (32, 19, 27, 32, [3, 3], [1, 1], [0; 4], [1, 1]),
             (48, 13, 17, 64, [5, 5], [1, 1], [2; 4], [1, 1]),
             (7, 12, 30, 20, [3, 3], [1, 1], [1, 0, 2, 1], [2, 1]),
-            (40, 9, 22, 50, [4, 4], [1, 2], [1; 4], [1, 1]),
-            // Several panels: 64 + 36 and 64 + 64 + 2 channels.
+            (40, 9, 26, 50, [4, 4], [1, 2], [1; 4], [1, 1]),
+            // Several panels, the last one narrow: 3 × 32 + 4, 4 × 32 + 2 channels.
             (24, 8, 20, 100, [3, 3], [1, 1], [1; 4], [1, 1]),
             (9, 7, 40, 130, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
         ];
