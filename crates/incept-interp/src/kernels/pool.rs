@@ -76,7 +76,19 @@ pub fn pool2d<T: Float>(g: &PoolGeom, input: &[T], out: &mut [T], threads: usize
     let ys = spans(g.h, g.oh, g.kernel[0], g.stride[0], g.pads[0], g.pads[2]);
     let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
     let threads = super::balance::threads(threads);
-    if threads > 1 && g.c >= 2 * threads && plane_in * g.c >= 1 << 14 {
+    if threads == 2 && g.c >= 2 && plane_in * g.c >= 1 << 14 {
+        // Channels are independent: one part per thread, in proportion to
+        // their speeds.
+        let first = super::balance::first_share(g.c);
+        let (ia, ib) = input[..g.c * plane_in].split_at(first * plane_in);
+        let (oa, ob) = out[..g.c * plane_out].split_at_mut(first * plane_out);
+        super::balance::join(
+            (first, || pool_channels(g, &xs, &ys, first, ia, oa)),
+            (g.c - first, || {
+                pool_channels(g, &xs, &ys, g.c - first, ib, ob)
+            }),
+        );
+    } else if threads > 1 && g.c >= 2 * threads && plane_in * g.c >= 1 << 14 {
         // Channels are independent: split them across threads.
         let per = g.c.div_ceil(threads * 4);
         input
