@@ -467,34 +467,34 @@ fn im2col_bands<T: Float>(
     threads: usize,
     gemm: impl FnMut(&[T], usize, usize),
 ) {
-    scratch.resize(band_elems(g, cg), T::ZERO);
-    im2col_bands_in(g, cg, x, scratch, rows, threads, gemm);
+    let band = band_rows(g, cg, SCRATCH_ELEMS);
+    scratch.resize(band_elems(g, cg, band), T::ZERO);
+    im2col_bands_in(g, cg, x, scratch, (rows, band), threads, gemm);
 }
 
-/// Output rows per band of im2col scratch.
-fn band_rows(g: &ConvGeom, cg: usize) -> usize {
+/// Output rows per band of about `elems` floats of im2col scratch.
+fn band_rows(g: &ConvGeom, cg: usize, elems: usize) -> usize {
     let k = cg * g.kernel[0] * g.kernel[1];
-    (SCRATCH_ELEMS / (k * g.ow).max(1)).clamp(1, g.oh)
+    (elems / (k * g.ow).max(1)).clamp(1, g.oh)
 }
 
-/// Scratch for one band.
-fn band_elems(g: &ConvGeom, cg: usize) -> usize {
-    cg * g.kernel[0] * g.kernel[1] * band_rows(g, cg) * g.ow
+/// Scratch for a band of `rows` output rows.
+fn band_elems(g: &ConvGeom, cg: usize, rows: usize) -> usize {
+    cg * g.kernel[0] * g.kernel[1] * rows * g.ow
 }
 
-/// [`im2col_bands`] over output rows `lo..hi`, in `scratch` of at least
-/// [`band_elems`] elements.
+/// [`im2col_bands`] over output rows `lo..hi`, `band` rows at a time, in
+/// `scratch` of at least [`band_elems`] elements.
 fn im2col_bands_in<T: Float>(
     g: &ConvGeom,
     cg: usize,
     x: &[T],
     scratch: &mut [T],
-    (lo, hi): (usize, usize),
+    ((lo, hi), band): ((usize, usize), usize),
     threads: usize,
     mut gemm: impl FnMut(&[T], usize, usize),
 ) {
     let k = cg * g.kernel[0] * g.kernel[1];
-    let band = band_rows(g, cg);
     let mut oh0 = lo;
     while oh0 < hi {
         let oh1 = (oh0 + band).min(hi);
@@ -528,7 +528,11 @@ fn im2col_split<T: Float>(
 ) {
     let n = g.oh * g.ow;
     let split = super::balance::first_share(g.oh);
-    let each = band_elems(g, g.c);
+    // Bands a quarter the one-thread size: each thread's fits its own L2,
+    // where two 4 MiB bands made the threads contend for L3 (Conv2d_2b on
+    // two threads: 2.3 → 2.1 ms; on one, the larger band is as fast).
+    let band = band_rows(g, g.c, SCRATCH_ELEMS / 4);
+    let each = band_elems(g, g.c, band);
     scratch.resize(2 * each, T::ZERO);
     let (s1, s2) = scratch.split_at_mut(each);
     // Each output channel's plane, cut at the split: rows 0..split, then the rest.
@@ -537,7 +541,7 @@ fn im2col_split<T: Float>(
         .map(|plane| plane.split_at_mut(split * g.ow))
         .unzip();
     let run = |rows: &mut [&mut [f32]], (lo, hi): (usize, usize), s: &mut [T]| {
-        im2col_bands_in(g, g.c, x, s, (lo, hi), 1, |cols, oh0, tn| {
+        im2col_bands_in(g, g.c, x, s, ((lo, hi), band), 1, |cols, oh0, tn| {
             let Some(b) = T::as_f32(cols) else {
                 unreachable!("weights are packed only for float32");
             };
