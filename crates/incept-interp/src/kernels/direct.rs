@@ -288,8 +288,9 @@ mod avx512 {
 
     use super::{KC, Tail};
 
-    /// One K block's sums: pixel `r` of the tile, channels `16v..16v + 16`.
-    /// A function of its own so LLVM keeps the sums in registers.
+    /// One K block's sums (pixel `r` of the tile, channels `16v..16v + 16`),
+    /// stored into `sum` when `first`, else added to it. A function of its
+    /// own so LLVM keeps the block's sums in registers.
     ///
     /// # Safety
     /// AVX-512F is available; `x + offs[k] + r·SX` is readable for `r < P`,
@@ -301,7 +302,9 @@ mod avx512 {
         offs: &[u32],
         w: *const f32,
         ldw: usize,
-    ) -> [[__m512; NV]; P] {
+        sum: &mut [[__m512; NV]; P],
+        first: bool,
+    ) {
         // SAFETY: the caller's contract.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); NV]; P];
@@ -320,7 +323,15 @@ mod avx512 {
                 }
                 wp = wp.add(ldw);
             }
-            acc
+            if first {
+                *sum = acc;
+            } else {
+                for (s, a) in sum.iter_mut().zip(&acc) {
+                    for (s, a) in s.iter_mut().zip(a) {
+                        *s = _mm512_add_ps(*s, *a);
+                    }
+                }
+            }
         }
     }
 
@@ -378,16 +389,7 @@ mod avx512 {
             let zero = _mm512_setzero_ps();
             let mut sum = [[zero; NV]; P];
             for (i, block) in offs.chunks(KC).enumerate() {
-                let acc = sums::<P, NV, SX>(x, block, w.add(i * KC * ldw), ldw);
-                if i == 0 {
-                    sum = acc;
-                } else {
-                    for (s, a) in sum.iter_mut().zip(&acc) {
-                        for (s, a) in s.iter_mut().zip(a) {
-                            *s = _mm512_add_ps(*s, *a);
-                        }
-                    }
-                }
+                sums::<P, NV, SX>(x, block, w.add(i * KC * ldw), ldw, &mut sum, i == 0);
             }
             let channels = dst.len();
             let m: __mmask16 = ((1u32 << P) - 1) as __mmask16;
