@@ -58,21 +58,17 @@ fn panel_width(o: usize, p: usize) -> usize {
 }
 
 /// True when [`conv`] takes this geometry and beats the GEMM path on it,
-/// as measured on Inception V3 with `examples/conv_profile`: one group, a
-/// window wider than one pixel (1x1 convolutions read their input in place
-/// as a GEMM), stride 1 or 2 along the width, output rows of 32 pixels or
-/// more (tiles of 6-16 pixels hardly overlap; at 17x17 the two paths tie,
-/// at 8x8 this one is slower by half), and either at most 32 output
-/// channels or an input that fits in L2 (each panel of output channels
-/// reads the whole input again). Taken: the stem's Conv2d_1a and 2a (0.57
-/// → 0.42 ms, 2.18 → 1.80), and the 35x35 blocks' 5x5 and 3x3
-/// convolutions (0.95 → 0.79, 0.96 → 0.87, 0.63 → 0.57). Left to the GEMM:
-/// Conv2d_2b (64 channels, 2.7 MB of input: 3.8 ms there, 4.0 here),
-/// Conv2d_4a and Mixed_6a.branch3x3 (1.4-1.7 MB, several panels).
+/// as measured on Inception V3 with `examples/conv_profile` and `incept
+/// bench`: a window wider than one pixel (1x1 convolutions read their input
+/// in place as a GEMM), stride 1 or 2 along the width, and output rows of
+/// 32 pixels or more (tiles of 12 pixels hardly overlap; at 17x17 this path
+/// was 20-35% slower, at 8x8 slower still). Taken: the stem's Conv2d_1a,
+/// 2a, 2b and 4a (0.57 → 0.42 ms, 2.18 → 1.73, 3.90 → 3.75, 5.95 → 5.65) and
+/// the 35x35 blocks' 5x5 and 3x3 convolutions (0.95 → 0.76, 0.96 → 0.83,
+/// 0.63 → 0.56).
 pub fn fits(g: &ConvGeom) -> bool {
     let taps = g.kernel[0] * g.kernel[1];
-    let input_bytes = g.c * g.h * g.w * 4;
-    supports(g) && taps > 1 && g.ow >= 32 && (g.o <= 32 || input_bytes <= super::L2_BYTES)
+    supports(g) && taps > 1 && g.ow >= 32
 }
 
 /// True when [`conv`] can run this geometry at all: one group, stride 1 or
