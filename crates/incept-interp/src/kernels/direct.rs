@@ -1,8 +1,9 @@
-//! Direct float32 convolution on AVX-512 for layers with few output
-//! channels (the stem's 32 and 64): output channels in the vector, output
-//! pixels broadcast straight from the input (no im2col, no gather), each
-//! tile transposed in registers into the NCHW output. With so few output
-//! channels, the GEMM path spent as long unfolding the input as multiplying.
+//! Direct float32 convolution on AVX-512 for layers with wide output rows
+//! (the stem and the 35x35 blocks; see [`fits`]): output channels in the
+//! vector, output pixels broadcast straight from the input (no im2col, no
+//! gather), each tile transposed in registers into the NCHW output. On
+//! these layers the GEMM path spent up to a fifth of its time unfolding the
+//! input.
 //!
 //! The sums are the GEMM path's bit for bit: K in the im2col order
 //! (channel, kernel row, kernel column), each output summed in registers
@@ -81,14 +82,10 @@ fn supports(g: &ConvGeom) -> bool {
     g.groups == 1 && matches!(g.stride[1], 1 | 2) && g.ow >= widest_tile
 }
 
-/// Pixels per tile for a panel `width` channels wide: 24 sums in registers.
+/// Pixels per tile for a panel `width` (16 or 32) channels wide: 16 or 24
+/// sums in registers.
 fn tile_pixels(width: usize) -> usize {
-    match width.div_ceil(16) {
-        1 => 16,
-        2 => 12,
-        3 => 8,
-        _ => 6,
-    }
+    if width > 16 { 12 } else { 16 }
 }
 
 /// Floats of scratch [`conv`] needs: the input with its zero border, when
@@ -247,7 +244,7 @@ fn tile(
     let g = a.g;
     let nv = ldw / 16;
     let sx = g.stride[1];
-    assert!(w.len() >= a.offs.len() * ldw && dst.len() <= ldw);
+    assert!(w.len() >= a.offs.len() * ldw && dst.len() <= ldw && matches!(nv, 1 | 2));
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `DirectWeights` exists only where AVX-512F was detected; `conv`
     // asserted that the farthest window of the layer lies inside the input
@@ -256,18 +253,13 @@ fn tile(
     // ox + P` floats.
     #[allow(unsafe_code)]
     unsafe {
-        macro_rules! pick {
-            ($(($nv:literal, $p:literal)),*) => {
-                match (nv, sx) {
-                    $(
-                        ($nv, 1) => avx512::tile::<$p, $nv, 1>,
-                        ($nv, _) => avx512::tile::<$p, $nv, 2>,
-                    )*
-                    _ => avx512::tile::<6, 4, 1>,
-                }
-            };
-        }
-        let kernel = pick!((1, 16), (2, 12), (3, 8), (4, 6));
+        // One or two vectors (asserted), stride 1 or 2 (`supports`).
+        let kernel = match (nv, sx) {
+            (1, 1) => avx512::tile::<16, 1, 1>,
+            (1, _) => avx512::tile::<16, 1, 2>,
+            (_, 1) => avx512::tile::<12, 2, 1>,
+            (_, _) => avx512::tile::<12, 2, 2>,
+        };
         kernel(x.as_ptr(), a.offs, w.as_ptr(), ldw, dst, ox, tail);
     }
     #[cfg(not(target_arch = "x86_64"))]
