@@ -79,7 +79,9 @@ fn supports(g: &ConvGeom) -> bool {
         .map(|p| tile_pixels(panel_width(g.o, p)))
         .max()
         .unwrap_or(0);
-    g.groups == 1 && matches!(g.stride[1], 1 | 2) && g.ow >= widest_tile
+    // Offsets into the (padded) input are 32-bit.
+    let small = u32::try_from(scratch_len(g).max(g.c * g.h * g.w)).is_ok();
+    g.groups == 1 && matches!(g.stride[1], 1 | 2) && g.ow >= widest_tile && small
 }
 
 /// Pixels per tile for a panel `width` (16 or 32) channels wide: 16 or 24
@@ -145,6 +147,7 @@ pub fn conv(
         .map(|kk| {
             let (c, t) = (kk / (kh * kw), kk % (kh * kw));
             let (ky, kx) = (t / kw, t % kw);
+            // Below `c·hp·wp`, which `supports` keeps within u32.
             (c * hp * wp + ky * g.dilation[0] * wp + kx * g.dilation[1]) as u32
         })
         .collect();
