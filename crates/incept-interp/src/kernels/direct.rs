@@ -143,14 +143,17 @@ pub fn conv(
         scratch
     };
     // Each K index's offset from a window's first input element.
-    let offs: Vec<u32> = (0..w.k)
-        .map(|kk| {
-            let (c, t) = (kk / (kh * kw), kk % (kh * kw));
-            let (ky, kx) = (t / kw, t % kw);
-            // Below `c·hp·wp`, which `supports` keeps within u32.
-            (c * hp * wp + ky * g.dilation[0] * wp + kx * g.dilation[1]) as u32
-        })
-        .collect();
+    // Nested loops in K's order (channel, kernel row, kernel column) rather
+    // than divisions per index: this runs at every call.
+    let mut offs: Vec<u32> = Vec::with_capacity(w.k);
+    for c in 0..g.c {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                // Below `c·hp·wp`, which `supports` keeps within u32.
+                offs.push((c * hp * wp + ky * g.dilation[0] * wp + kx * g.dilation[1]) as u32);
+            }
+        }
+    }
     // The farthest element any window reads: every tile is whole (the last
     // one of a row starts `P` pixels from its end), so this is the last
     // pixel's window.
