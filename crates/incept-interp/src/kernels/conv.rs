@@ -265,7 +265,7 @@ pub fn conv2d<T: Float>(
 }
 
 /// The input's height and width with its padding.
-fn padded_size(g: &ConvGeom) -> (usize, usize) {
+pub(crate) fn padded_size(g: &ConvGeom) -> (usize, usize) {
     (g.h + g.pads[0] + g.pads[2], g.w + g.pads[1] + g.pads[3])
 }
 
@@ -282,7 +282,7 @@ fn padded_copy_fits(g: &ConvGeom, threads: usize) -> bool {
 }
 
 /// `x` (`[C, H, W]`) into `buf` (`[C, H + pads, W + pads]`) with a zero border.
-fn pad_into(g: &ConvGeom, x: &[f32], buf: &mut [f32]) {
+pub(crate) fn pad_into(g: &ConvGeom, x: &[f32], buf: &mut [f32]) {
     let (hp, wp) = padded_size(g);
     for (plane, src) in buf.chunks_mut(hp * wp).zip(x.chunks(g.h * g.w)) {
         let (top, rest) = plane.split_at_mut(g.pads[0] * wp);

@@ -10,7 +10,7 @@
 //! over blocks of [`KC`] products, the first block stored and each later
 //! one added into the output, then the tail (`y · scale + shift`, ReLU).
 
-use super::conv::ConvGeom;
+use super::conv::{ConvGeom, pad_into, padded_size};
 use super::sgemm::{KC, Tail};
 
 /// Output channels per panel: two 16-lane vectors, so a tile is 12 pixels
@@ -96,7 +96,8 @@ pub fn scratch_len(g: &ConvGeom) -> usize {
     if g.pads == [0; 4] {
         0
     } else {
-        g.c * (g.h + g.pads[0] + g.pads[2]) * (g.w + g.pads[1] + g.pads[3])
+        let (hp, wp) = padded_size(g);
+        g.c * hp * wp
     }
 }
 
@@ -123,26 +124,14 @@ pub fn conv(
         assert!(v.len() >= g.o, "direct: tail shorter than the channels");
     }
     // The input with its zero border (or the input itself).
-    let (hp, wp) = (g.h + g.pads[0] + g.pads[2], g.w + g.pads[1] + g.pads[3]);
+    let (hp, wp) = padded_size(g);
     let xp: &[f32] = if g.pads == [0; 4] {
         x
     } else {
         let scratch = &mut scratch[..g.c * hp * wp];
-        for (c, plane) in scratch.chunks_mut(hp * wp).enumerate() {
-            // The border rows and columns (the rest is overwritten below).
-            plane[..g.pads[0] * wp].fill(0.0);
-            plane[(g.pads[0] + g.h) * wp..].fill(0.0);
-            for row in plane[g.pads[0] * wp..].chunks_mut(wp).take(g.h) {
-                row[..g.pads[1]].fill(0.0);
-                row[g.pads[1] + g.w..].fill(0.0);
-            }
-            for (y, row) in plane[g.pads[0] * wp..].chunks_mut(wp).take(g.h).enumerate() {
-                row[g.pads[1]..g.pads[1] + g.w].copy_from_slice(&x[(c * g.h + y) * g.w..][..g.w]);
-            }
-        }
+        pad_into(g, x, scratch);
         scratch
     };
-    // Each K index's offset from a window's first input element.
     // Nested loops in K's order (channel, kernel row, kernel column) rather
     // than divisions per index: this runs at every call.
     let mut offs: Vec<u32> = Vec::with_capacity(w.k);
