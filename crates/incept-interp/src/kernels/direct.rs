@@ -1,9 +1,10 @@
 //! Direct float32 convolution on AVX-512 for layers with wide output rows
-//! (the stem and the 35x35 blocks; see [`fits`]): output channels in the
+//! (the stem and the 35x35 blocks) and for the 17x17 1x1 and 7x1 layers,
+//! whose planes run as one row (see [`fits`]): output channels in the
 //! vector, output pixels broadcast straight from the input (no im2col, no
-//! gather), each tile transposed in registers into the NCHW output. On
-//! these layers the GEMM path spent up to a fifth of its time unfolding the
-//! input.
+//! gather), each tile transposed in registers into the NCHW output. On the
+//! wide layers the GEMM path spent up to a fifth of its time unfolding the
+//! input; at 17x17 it wastes 15 of every 304 lanes.
 //!
 //! The sums are the GEMM path's bit for bit: K in the im2col order
 //! (channel, kernel row, kernel column), each output summed in registers
@@ -60,16 +61,27 @@ fn panel_width(o: usize, p: usize) -> usize {
 
 /// True when [`conv`] takes this geometry and beats the GEMM path on it,
 /// as measured on Inception V3 with `examples/conv_profile` and `incept
-/// bench`: a window wider than one pixel (1x1 convolutions read their input
-/// in place as a GEMM), stride 1 or 2 along the width, and output rows of
-/// 32 pixels or more (tiles of 12 pixels hardly overlap; at 17x17 this path
-/// was 20-35% slower, at 8x8 slower still). Taken: the stem's Conv2d_1a,
-/// 2a, 2b and 4a (0.57 → 0.42 ms, 2.18 → 1.73, 3.90 → 3.75, 5.95 → 5.65) and
-/// the 35x35 blocks' 5x5 and 3x3 convolutions (0.95 → 0.76, 0.96 → 0.83,
-/// 0.63 → 0.56).
+/// bench`:
+/// - a window wider than one pixel and output rows of 32 pixels or more
+///   (row by row, tiles of 12 pixels hardly overlap): the stem's Conv2d_1a,
+///   2a, 2b and 4a (0.57 → 0.42 ms, 2.18 → 1.73, 3.90 → 3.75, 5.95 → 5.65)
+///   and the 35x35 blocks' 5x5 and 3x3 convolutions (0.95 → 0.76, 0.96 →
+///   0.83, 0.63 → 0.56);
+/// - a plane that runs as one row ([`flat`]) and on which the GEMM path,
+///   16 pixels to a vector, would waste more than 3% of its lanes: the
+///   17x17 blocks' 1x1 and 7x1 convolutions (289 pixels, 19 vectors:
+///   0.377 → 0.353 ms for a 768 → 192 1x1, 0.678 → 0.620 for a 192-channel
+///   7x1). At 8x8 (64 pixels, no waste) and on the 35x35 1x1s the GEMM
+///   stays faster.
+///
+/// Row by row at 17x17 this path was 20-35% slower (a tile of 12 and one
+/// of 8 for 17 pixels), at 8x8 slower still.
 pub fn fits(g: &ConvGeom) -> bool {
     let taps = g.kernel[0] * g.kernel[1];
-    supports(g) && taps > 1 && g.ow >= 32
+    let plane = g.oh * g.ow;
+    // Lanes the GEMM path computes in vain: its pixels run 16 to a vector.
+    let ragged = plane.next_multiple_of(16) - plane;
+    supports(g) && ((taps > 1 && g.ow >= 32) || (flat(g) && ragged * 32 > plane))
 }
 
 /// True when [`conv`] can run this geometry at all: one group, stride 1 or
@@ -81,7 +93,10 @@ fn supports(g: &ConvGeom) -> bool {
         .unwrap_or(0);
     // Offsets into the (padded) input are 32-bit.
     let small = u32::try_from(scratch_len(g).max(g.c * g.h * g.w)).is_ok();
-    g.groups == 1 && matches!(g.stride[1], 1 | 2) && g.ow >= widest_tile && small
+    g.groups == 1
+        && matches!(g.stride[1], 1 | 2)
+        && (g.ow >= widest_tile || (flat(g) && g.oh * g.ow >= widest_tile))
+        && small
 }
 
 /// Pixels per tile for a panel `width` (16 or 32) channels wide: 16 or 24
@@ -159,7 +174,24 @@ pub fn conv(
         tail,
     };
     let threads = super::balance::threads(threads);
-    if threads >= 2 && g.oh >= 2 {
+    let widest = tile_pixels(w.panel(0).1);
+    if flat(g) {
+        // One row of `oh·ow` pixels (see `flat`), cut in two for two threads.
+        let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
+        if threads >= 2 && plane >= 2 * widest {
+            let split = super::balance::first_share(plane / widest) * widest;
+            let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) =
+                planes.into_iter().map(|p| p.split_at_mut(split)).unzip();
+            super::balance::join(
+                (split, || span_into(&args, 0, (0, split), &mut a)),
+                (plane - split, || {
+                    span_into(&args, 0, (split, plane), &mut b)
+                }),
+            );
+        } else {
+            span_into(&args, 0, (0, plane), &mut planes);
+        }
+    } else if threads >= 2 && g.oh >= 2 {
         let split = super::balance::first_share(g.oh);
         // Each channel's plane, cut at the split row.
         let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) = out[..g.o * plane]
@@ -174,6 +206,15 @@ pub fn conv(
         let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
         rows_of(&mut planes, (0, g.oh), &args);
     }
+}
+
+/// True when the output plane can run as one row of `oh·ow` pixels: a
+/// window one column wide, stride 1, no padding at the sides, so output
+/// pixel `p` reads the (vertically padded) input at `p` plus its tap's
+/// offset, across row ends too. Narrow planes (17x17) then tile without
+/// ragged row ends.
+fn flat(g: &ConvGeom) -> bool {
+    g.kernel[1] == 1 && g.stride == [1, 1] && g.pads[1] == 0 && g.pads[3] == 0
 }
 
 /// What every output row of a layer shares.
@@ -194,14 +235,14 @@ fn rows_of(planes: &mut [&mut [f32]], (lo, hi): (usize, usize), a: &RowArgs<'_>)
             .iter_mut()
             .map(|p| &mut p[(oy - lo) * ow..(oy - lo + 1) * ow])
             .collect();
-        row_into(a, oy, &mut dst);
+        span_into(a, oy * a.g.stride[0] * a.wp, (0, ow), &mut dst);
     }
 }
 
-/// One output row: `dst[o]` is channel `o`'s row.
-fn row_into(a: &RowArgs<'_>, oy: usize, dst: &mut [&mut [f32]]) {
-    let g = a.g;
-    let base = oy * g.stride[0] * a.wp;
+/// Output pixels `lo..hi` of a row whose pixel `ox` reads the input from
+/// `base + ox·stride`: `dst[o]` holds channel `o`'s pixels `lo..hi`.
+fn span_into(a: &RowArgs<'_>, base: usize, (lo, hi): (usize, usize), dst: &mut [&mut [f32]]) {
+    let sx = a.g.stride[1];
     for (p, dst) in dst.chunks_mut(PANEL).enumerate() {
         let (w, ldw) = a.w.panel(p);
         let tail = Tail {
@@ -210,12 +251,13 @@ fn row_into(a: &RowArgs<'_>, oy: usize, dst: &mut [&mut [f32]]) {
             relu: a.tail.relu,
         };
         let px = tile_pixels(ldw);
-        let full = g.ow / px;
+        let n = hi - lo;
+        let full = n / px;
         for t in 0..full {
             let ox = t * px;
             tile(
                 a,
-                &a.xp[base + ox * g.stride[1]..],
+                &a.xp[base + (lo + ox) * sx..],
                 (w, ldw),
                 px,
                 ox,
@@ -223,17 +265,17 @@ fn row_into(a: &RowArgs<'_>, oy: usize, dst: &mut [&mut [f32]]) {
                 &tail,
             );
         }
-        // The rest of the row in the narrowest tile that covers it, ending
-        // at the row's end: it overlaps the tile before by at most 3
+        // The rest of the span in the narrowest tile that covers it, ending
+        // at the span's end: it overlaps the tile before by at most 3
         // pixels, computed again to the same values (a whole tile there
         // cost 6% of the 147-pixel stem layers).
-        let rest = g.ow - full * px;
+        let rest = n - full * px;
         if rest > 0 {
             let q = rest.next_multiple_of(4);
-            let ox = g.ow - q;
+            let ox = n - q;
             tile(
                 a,
-                &a.xp[base + ox * g.stride[1]..],
+                &a.xp[base + (lo + ox) * sx..],
                 (w, ldw),
                 q,
                 ox,
@@ -260,13 +302,18 @@ fn tile(
     let nv = ldw / 16;
     let sx = g.stride[1];
     assert!(w.len() >= a.offs.len() * ldw && dst.len() <= ldw && matches!(nv, 1 | 2));
-    assert!(px.is_multiple_of(4) && px <= tile_pixels(ldw) && ox + px <= g.ow);
+    assert!(px.is_multiple_of(4) && px <= tile_pixels(ldw));
+    assert!(
+        dst.iter().all(|d| d.len() >= ox + px),
+        "direct: tile past the span"
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `DirectWeights` exists only where AVX-512F was detected; `conv`
-    // asserted that the farthest window of the layer lies inside the input
-    // (so every broadcast address, `x + offs[k] + r·sx` for `r < px`, does,
-    // as `ox + px ≤ ow`, asserted); the weights hold `k × 16·nv` floats;
-    // each `dst[o]` row holds `ow ≥ ox + px` floats.
+    // asserted that the farthest window of the layer lies inside the input,
+    // and the tile's `px` pixels are output pixels of the span (each `dst[o]`
+    // holds `ox + px` floats, asserted), so every broadcast address, `x +
+    // offs[k] + r·sx` for `r < px`, lies inside it too; the weights hold
+    // `k × 16·nv` floats.
     #[allow(unsafe_code)]
     unsafe {
         // One or two vectors and 4..=16 or 4..=12 pixels (asserted), stride
@@ -478,6 +525,11 @@ mod tests {
             (9, 7, 40, 130, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
             // One-vector panels (16-pixel tiles), rows of 2 × 16 + 5.
             (5, 9, 37, 16, [3, 3], [1, 1], [1; 4], [1, 1]),
+            // Planes run as one row (`flat`): 7x1 padded top and bottom,
+            // 1x1 over several K blocks, one-vector panel.
+            (24, 17, 17, 40, [7, 1], [1, 1], [3, 0, 3, 0], [1, 1]),
+            (300, 9, 11, 48, [1, 1], [1, 1], [0; 4], [1, 1]),
+            (6, 5, 7, 16, [3, 1], [1, 1], [1, 0, 1, 0], [2, 1]),
         ];
         let mut seed = 12345u64;
         let mut rand = move || {
