@@ -347,12 +347,13 @@ mod avx512 {
     use super::{KC, Tail};
 
     /// One K block's sums (pixel `r` of the tile, channels `16v..16v + 16`),
-    /// stored into `sum` when `first`, else added to it. A function of its
+    /// written into `sum` when `first`, else added to it. A function of its
     /// own so LLVM keeps the block's sums in registers.
     ///
     /// # Safety
     /// AVX-512F is available; `x + offs[k] + r·SX` is readable for `r < P`,
-    /// and `w` holds `offs.len() × ldw` floats.
+    /// and `w` holds `offs.len() × ldw` floats; `sum` is writable, and
+    /// initialised unless `first`.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
     unsafe fn sums<const P: usize, const NV: usize, const SX: usize>(
@@ -360,7 +361,7 @@ mod avx512 {
         offs: &[u32],
         w: *const f32,
         ldw: usize,
-        sum: &mut [[__m512; NV]; P],
+        sum: *mut [[__m512; NV]; P],
         first: bool,
     ) {
         // SAFETY: the caller's contract.
@@ -382,9 +383,9 @@ mod avx512 {
                 wp = wp.add(ldw);
             }
             if first {
-                *sum = acc;
+                sum.write(acc);
             } else {
-                for (s, a) in sum.iter_mut().zip(&acc) {
+                for (s, a) in (*sum).iter_mut().zip(&acc) {
                     for (s, a) in s.iter_mut().zip(a) {
                         *s = _mm512_add_ps(*s, *a);
                     }
@@ -445,10 +446,16 @@ mod avx512 {
         // SAFETY: the caller's contract.
         unsafe {
             let zero = _mm512_setzero_ps();
-            let mut sum = [[zero; NV]; P];
+            // Uninitialised, not zeroed: the first block writes it (zeroing
+            // it called `memset` at every tile, 1% of a run).
+            let mut sum = std::mem::MaybeUninit::<[[__m512; NV]; P]>::uninit();
             for (i, block) in offs.chunks(KC).enumerate() {
-                sums::<P, NV, SX>(x, block, w.add(i * KC * ldw), ldw, &mut sum, i == 0);
+                let w = w.add(i * KC * ldw);
+                sums::<P, NV, SX>(x, block, w, ldw, sum.as_mut_ptr(), i == 0);
             }
+            // `offs` is not empty (`DirectWeights` refuses k = 0): the first
+            // block wrote every sum.
+            let sum = sum.assume_init_ref();
             let channels = dst.len();
             let m: __mmask16 = ((1u32 << P) - 1) as __mmask16;
             for v in 0..NV {
