@@ -62,26 +62,28 @@ fn panel_width(o: usize, p: usize) -> usize {
 /// True when [`conv`] takes this geometry and beats the GEMM path on it,
 /// as measured on Inception V3 with `examples/conv_profile` and `incept
 /// bench`:
-/// - a window wider than one pixel and output rows of 32 pixels or more
-///   (row by row, tiles of 12 pixels hardly overlap): the stem's Conv2d_1a,
-///   2a, 2b and 4a (0.57 → 0.42 ms, 2.18 → 1.73, 3.90 → 3.75, 5.95 → 5.65)
-///   and the 35x35 blocks' 5x5 and 3x3 convolutions (0.95 → 0.76, 0.96 →
-///   0.83, 0.63 → 0.56);
+/// - a window wider than one pixel and output rows of 17 pixels or more,
+///   row by row: the stem's Conv2d_1a, 2a, 2b and 4a (0.57 → 0.42 ms, 2.18
+///   → 1.73, 3.90 → 3.75, 5.95 → 5.65), the 35x35 blocks' 5x5 and 3x3
+///   convolutions (0.95 → 0.76, 0.96 → 0.83, 0.63 → 0.56), and at 17x17 the
+///   stride-2 reductions into it and the 1x7s (a tile of 12 pixels and one
+///   of 6 per row, 6% computed twice: Mixed_6a.branch3x3 2.78 → 2.57 ms,
+///   branch3x3dbl_3 0.30 → 0.21, a 192-channel 1x7 0.71 → 0.66; with a
+///   tile of 8 after the 12 this path had been 20-35% slower there);
 /// - a plane that runs as one row ([`flat`]) and on which the GEMM path,
 ///   16 pixels to a vector, would waste more than 3% of its lanes: the
 ///   17x17 blocks' 1x1 and 7x1 convolutions (289 pixels, 19 vectors:
 ///   0.377 → 0.353 ms for a 768 → 192 1x1, 0.678 → 0.620 for a 192-channel
-///   7x1). At 8x8 (64 pixels, no waste) and on the 35x35 1x1s the GEMM
-///   stays faster.
+///   7x1).
 ///
-/// Row by row at 17x17 this path was 20-35% slower (a tile of 12 and one
-/// of 8 for 17 pixels), at 8x8 slower still.
+/// At 8x8 (64 pixels, no waste in the GEMM) and on the 35x35 1x1s the GEMM
+/// stays faster.
 pub fn fits(g: &ConvGeom) -> bool {
     let taps = g.kernel[0] * g.kernel[1];
     let plane = g.oh * g.ow;
     // Lanes the GEMM path computes in vain: its pixels run 16 to a vector.
     let ragged = plane.next_multiple_of(16) - plane;
-    supports(g) && ((taps > 1 && g.ow >= 32) || (flat(g) && ragged * 32 > plane))
+    supports(g) && ((taps > 1 && g.ow >= 17) || (flat(g) && ragged * 32 > plane))
 }
 
 /// True when [`conv`] can run this geometry at all: one group, stride 1 or
@@ -265,13 +267,14 @@ fn span_into(a: &RowArgs<'_>, base: usize, (lo, hi): (usize, usize), dst: &mut [
                 &tail,
             );
         }
-        // The rest of the span in the narrowest tile that covers it, ending
-        // at the span's end: it overlaps the tile before by at most 3
-        // pixels, computed again to the same values (a whole tile there
-        // cost 6% of the 147-pixel stem layers).
+        // The rest of the span in the narrowest tile that covers it (an even
+        // number of pixels), ending at the span's end: it overlaps the tile
+        // before by at most one pixel, computed again to the same value (a
+        // whole tile there cost 6% of the 147-pixel stem layers, and made
+        // this path lose on 17-pixel rows).
         let rest = n - full * px;
         if rest > 0 {
-            let q = rest.next_multiple_of(4);
+            let q = rest.next_multiple_of(2);
             let ox = n - q;
             tile(
                 a,
@@ -286,7 +289,7 @@ fn span_into(a: &RowArgs<'_>, base: usize, (lo, hi): (usize, usize), dst: &mut [
     }
 }
 
-/// One tile: pixels `ox..ox + px` of the row (`px` a multiple of 4, at
+/// One tile: pixels `ox..ox + px` of the row (`px` even, at
 /// most [`tile_pixels`]), a panel's channels (`dst`, weights `w` with rows
 /// `ldw` long), over all of K.
 fn tile(
@@ -302,7 +305,7 @@ fn tile(
     let nv = ldw / 16;
     let sx = g.stride[1];
     assert!(w.len() >= a.offs.len() * ldw && dst.len() <= ldw && matches!(nv, 1 | 2));
-    assert!(px.is_multiple_of(4) && px <= tile_pixels(ldw));
+    assert!(px.is_multiple_of(2) && px <= tile_pixels(ldw));
     assert!(
         dst.iter().all(|d| d.len() >= ox + px),
         "direct: tile past the span"
@@ -329,7 +332,22 @@ fn tile(
                 }
             };
         }
-        let kernel = pick!((1, 4), (1, 8), (1, 12), (1, 16), (2, 4), (2, 8), (2, 12));
+        let kernel = pick!(
+            (1, 2),
+            (1, 4),
+            (1, 6),
+            (1, 8),
+            (1, 10),
+            (1, 12),
+            (1, 14),
+            (1, 16),
+            (2, 2),
+            (2, 4),
+            (2, 6),
+            (2, 8),
+            (2, 10),
+            (2, 12)
+        );
         kernel(x.as_ptr(), a.offs, w.as_ptr(), ldw, dst, ox, tail);
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -532,6 +550,9 @@ mod tests {
             (9, 7, 40, 130, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
             // One-vector panels (16-pixel tiles), rows of 2 × 16 + 5.
             (5, 9, 37, 16, [3, 3], [1, 1], [1; 4], [1, 1]),
+            // The 17x17 shapes: a 1x7 and a stride-2 reduction into 17-pixel rows.
+            (20, 17, 17, 40, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
+            (10, 35, 35, 36, [3, 3], [2, 2], [0; 4], [1, 1]),
             // Planes run as one row (`flat`): 7x1 padded top and bottom,
             // 1x1 over several K blocks, one-vector panel.
             (24, 17, 17, 40, [7, 1], [1, 1], [3, 0, 3, 0], [1, 1]),
