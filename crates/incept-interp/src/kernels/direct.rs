@@ -120,7 +120,9 @@ pub fn scratch_len(g: &ConvGeom) -> usize {
 
 /// `out = tail(conv(x, w))`, `out` `[O, OH, OW]`. Padded inputs are copied
 /// once into `scratch` ([`scratch_len`] floats) with their zero border. Two
-/// threads split the output rows in proportion to their speeds.
+/// threads split the output rows (a [`flat`] plane's tiles), or the channel
+/// panels where those halve more evenly ([`split_channels`]), in proportion
+/// to their speeds.
 /// Panics if a slice is too short for the geometry (a bug check).
 pub fn conv(
     g: &ConvGeom,
@@ -178,53 +180,44 @@ pub fn conv(
     let threads = super::balance::threads(threads);
     let widest = tile_pixels(w.panel(0).1);
     let panels = g.o.div_ceil(PANEL);
-    if flat(g) {
-        // One row of `oh·ow` pixels (see `flat`), cut in two for two threads.
-        let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
-        if threads >= 2 && plane >= 2 * widest {
-            let split = super::balance::first_share(plane / widest) * widest;
-            let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) =
-                planes.into_iter().map(|p| p.split_at_mut(split)).unzip();
-            super::balance::join(
-                (split, || span_into(&args, 0, (0, split), &mut a, 0)),
-                (plane - split, || {
-                    span_into(&args, 0, (split, plane), &mut b, 0)
-                }),
-            );
-        } else {
-            span_into(&args, 0, (0, plane), &mut planes, 0);
-        }
-    } else if threads >= 2 && split_channels(g.oh, panels) {
+    // What two threads may split: rows, or a flat plane's tiles.
+    let (unit, units) = if flat(g) {
+        (widest, plane / widest)
+    } else {
+        (g.ow, g.oh)
+    };
+    let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
+    if threads >= 2 && split_channels(units, panels) {
         let split = super::balance::first_share(panels);
-        let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
         let (a, b) = planes.split_at_mut(split * PANEL);
         super::balance::join(
-            (split, || rows_of(a, (0, g.oh), &args, 0)),
-            (panels - split, || rows_of(b, (0, g.oh), &args, split)),
+            (split, || pixels_of(a, &args, 0, (0, plane))),
+            (panels - split, || pixels_of(b, &args, split, (0, plane))),
         );
-    } else if threads >= 2 && g.oh >= 2 {
-        let split = super::balance::first_share(g.oh);
-        // Each channel's plane, cut at the split row.
-        let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) = out[..g.o * plane]
-            .chunks_mut(plane)
-            .map(|p| p.split_at_mut(split * g.ow))
-            .unzip();
+    } else if threads >= 2 && units >= 2 {
+        let split = super::balance::first_share(units) * unit;
+        // Each channel's plane, cut at the split.
+        let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) =
+            planes.into_iter().map(|p| p.split_at_mut(split)).unzip();
         super::balance::join(
-            (split, || rows_of(&mut a, (0, split), &args, 0)),
-            (g.oh - split, || rows_of(&mut b, (split, g.oh), &args, 0)),
+            (split, || pixels_of(&mut a, &args, 0, (0, split))),
+            (plane - split, || {
+                pixels_of(&mut b, &args, 0, (split, plane))
+            }),
         );
     } else {
-        let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
-        rows_of(&mut planes, (0, g.oh), &args, 0);
+        pixels_of(&mut planes, &args, 0, (0, plane));
     }
 }
 
 /// True when two threads should split the channel panels rather than the
-/// rows: the plane has few rows (17; locality favours rows on larger ones)
-/// and the panels halve more evenly. Measured at 17x17 (`conv_profile`, 2
-/// threads): 12 panels (Mixed_6a.branch3x3) 1.34 → 1.26 ms, 6 panels (a
-/// 192-channel 1x7) 0.355 → 0.33; with 5 or 3 panels (160, 96 channels)
-/// the uneven halves made it 10-20% slower than 9 and 8 rows.
+/// rows (or the tiles of a [`flat`] plane): there are few rows (17, or 24
+/// tiles; locality favours rows on larger planes) and the panels halve
+/// more evenly. Measured at 17x17 (`conv_profile`, 2 threads): 12 panels
+/// (Mixed_6a.branch3x3) 1.34 → 1.26 ms, 6 panels (a 192-channel 1x7) 0.355
+/// → 0.33; with 5 or 3 panels (160, 96 channels) the uneven halves made it
+/// 10-20% slower than 9 and 8 rows; on the flat 1x1s and 7x1s, 0.1 ms
+/// faster over the four blocks.
 fn split_channels(rows: usize, panels: usize) -> bool {
     rows < 32 && panels >= 2 && panels.div_ceil(2) * rows < rows.div_ceil(2) * panels
 }
@@ -248,15 +241,19 @@ struct RowArgs<'a> {
     tail: &'a Tail<'a>,
 }
 
-/// Output rows `lo..hi` into per-channel slices that start at row `lo`.
-fn rows_of(planes: &mut [&mut [f32]], (lo, hi): (usize, usize), a: &RowArgs<'_>, p0: usize) {
-    let ow = a.g.ow;
-    for oy in lo..hi {
-        let mut dst: Vec<&mut [f32]> = planes
-            .iter_mut()
-            .map(|p| &mut p[(oy - lo) * ow..(oy - lo + 1) * ow])
-            .collect();
-        span_into(a, oy * a.g.stride[0] * a.wp, (0, ow), &mut dst, p0);
+/// Output pixels `lo..hi` of the plane (whole rows, unless the plane is
+/// [`flat`]) for the channels of panels `p0..`, into per-channel slices
+/// that start at pixel `lo`.
+fn pixels_of(planes: &mut [&mut [f32]], a: &RowArgs<'_>, p0: usize, (lo, hi): (usize, usize)) {
+    let g = a.g;
+    if flat(g) {
+        span_into(a, 0, (lo, hi), planes, p0);
+        return;
+    }
+    for oy in lo / g.ow..hi / g.ow {
+        let at = oy * g.ow - lo;
+        let mut dst: Vec<&mut [f32]> = planes.iter_mut().map(|p| &mut p[at..at + g.ow]).collect();
+        span_into(a, oy * g.stride[0] * a.wp, (0, g.ow), &mut dst, p0);
     }
 }
 
