@@ -283,11 +283,10 @@ fn max_valid_3x3_s2<T: Float>(
     for c in 0..channels {
         let plane = &input[c * h * w..(c + 1) * h * w];
         let dst = &mut out[c * g.oh * ow..(c + 1) * g.oh * ow];
-        // Float32 on AVX-512, rows of sixteen outputs or more: one pass,
-        // which also notes any NaN in a window.
+        // Float32 on AVX-512: one pass per row, which also notes any NaN
+        // in a window.
         #[cfg(target_arch = "x86_64")]
-        if let (true, Some(p), Some(d)) = (avx512 && ow >= 16, T::as_f32(plane), T::as_f32_mut(dst))
-        {
+        if let (true, Some(p), Some(d)) = (avx512 && ow > 0, T::as_f32(plane), T::as_f32_mut(dst)) {
             let mut nan = false;
             for (oy, line) in d.chunks_mut(ow).enumerate() {
                 let rows = (
@@ -504,40 +503,76 @@ mod avx512 {
         // `_mm512_max_ps(b, a)`: b where b > a, else a.
         let even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        let mut x = 0;
         let mut nan: __mmask16 = 0;
-        // Sixteen outputs read columns 2x .. 2x + 34 (exclusive).
-        while x + 16 <= ow && 2 * x + 34 <= w {
-            let c = 2 * x;
-            let vmax = |at: usize| {
-                let (a, b, d) = (&r0[at..at + 16], &r1[at..at + 16], &r2[at..at + 16]);
-                // SAFETY: each slice holds the 16 floats loaded.
-                let (a, b, d) = unsafe {
-                    (
-                        _mm512_loadu_ps(a.as_ptr()),
-                        _mm512_loadu_ps(b.as_ptr()),
-                        _mm512_loadu_ps(d.as_ptr()),
-                    )
+        // Sixteen outputs `x..x + 16` from columns `2x .. 2x + 34` (exclusive),
+        // loaded through `$load(row, at)`, stored through `$store(dst, y)`.
+        macro_rules! block {
+            ($x:expr, $load:expr, $store:expr) => {{
+                let c = 2 * $x;
+                let vmax = |at: usize| {
+                    let (a, b, d) = ($load(r0, at), $load(r1, at), $load(r2, at));
+                    (_mm512_max_ps(d, _mm512_max_ps(b, a)), a, b, d)
                 };
-                (_mm512_max_ps(d, _mm512_max_ps(b, a)), a, b, d)
+                let ((a0, p, q, r), (a1, s, t, u)) = (vmax(c), vmax(c + 16));
+                // Columns 2x .. 2x + 32 are checked here; 2x + 32 below.
+                for v in [p, q, r, s, t, u] {
+                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                }
+                let (b0, b1) = (vmax(c + 2).0, vmax(c + 18).0);
+                if c + 32 < w {
+                    for row in [r0, r1, r2] {
+                        nan |= u16::from(row[c + 32].is_nan());
+                    }
+                }
+                let even = _mm512_permutex2var_ps(a0, even_idx, a1);
+                let odd = _mm512_permutex2var_ps(a0, odd_idx, a1);
+                let next = _mm512_permutex2var_ps(b0, even_idx, b1);
+                $store(
+                    &mut out[$x..],
+                    _mm512_max_ps(next, _mm512_max_ps(odd, even)),
+                );
+            }};
+        }
+        let mut x = 0;
+        while x + 16 <= ow && 2 * x + 34 <= w {
+            let load = |row: &[f32], at: usize| {
+                let v = &row[at..at + 16];
+                // SAFETY: `v` holds the 16 floats loaded.
+                unsafe { _mm512_loadu_ps(v.as_ptr()) }
             };
-            let ((a0, p, q, r), (a1, s, t, u)) = (vmax(c), vmax(c + 16));
-            // Columns 2x .. 2x + 32 are loaded above; 2x + 32 below.
-            for v in [p, q, r, s, t, u] {
-                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            }
-            let (b0, b1) = (vmax(c + 2).0, vmax(c + 18).0);
-            for row in [r0, r1, r2] {
-                nan |= u16::from(row[c + 32].is_nan());
-            }
-            let even = _mm512_permutex2var_ps(a0, even_idx, a1);
-            let odd = _mm512_permutex2var_ps(a0, odd_idx, a1);
-            let next = _mm512_permutex2var_ps(b0, even_idx, b1);
-            let y = _mm512_max_ps(next, _mm512_max_ps(odd, even));
-            let dst = &mut out[x..x + 16];
-            // SAFETY: `dst` holds the 16 floats stored.
-            unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), y) };
+            let store = |dst: &mut [f32], y| {
+                let dst = &mut dst[..16];
+                // SAFETY: `dst` holds the 16 floats stored.
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), y) }
+            };
+            block!(x, load, store);
             x += 16;
+        }
+        // The rest in one block, its loads masked at the row's end and its
+        // stores at the output's (the scalar loop below cost as much as the
+        // vectors for a 73-wide row, and 7a's 8-wide rows went all scalar).
+        // It ends at the row's end when the row has 16 outputs, computing
+        // some again to the same values; for a single output the loop is
+        // cheaper (Mixed_6a's 17-wide rows).
+        if x < ow && (x == 0 || ow - x >= 2) {
+            let x0 = ow.saturating_sub(16).min(x);
+            let lanes = ow - x0;
+            let load = |row: &[f32], at: usize| {
+                let n = w.saturating_sub(at).min(16);
+                let m = ((1u32 << n) - 1) as __mmask16;
+                // SAFETY: `at ≤ 2·x0 + 18 < w + 16`; only the `n` lanes
+                // inside the row are read, and `wrapping_add` keeps the
+                // pointer arithmetic defined past them.
+                unsafe { _mm512_maskz_loadu_ps(m, row.as_ptr().wrapping_add(at)) }
+            };
+            let store = |dst: &mut [f32], y| {
+                let dst = &mut dst[..lanes];
+                let m = ((1u32 << lanes) - 1) as __mmask16;
+                // SAFETY: `dst` holds the `lanes` floats stored.
+                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), m, y) }
+            };
+            block!(x0, load, store);
+            x = ow;
         }
         let mut tail_nan = false;
         for (x, o) in out.iter_mut().enumerate().skip(x) {
@@ -697,7 +732,7 @@ mod tests {
     /// in the data; a NaN still wins its windows.
     #[test]
     fn max_3x3_s2_float32_matches_the_definition_bit_for_bit() {
-        for (h, w) in [(7, 35), (9, 36), (5, 71), (3, 147), (11, 17)] {
+        for (h, w) in [(7, 35), (9, 36), (5, 71), (3, 147), (11, 17), (5, 9), (3, 41)] {
             let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
             let g = PoolGeom {
                 kind: PoolKind::Max,
@@ -718,9 +753,11 @@ mod tests {
                     _ => ((i * 7919) % 101) as f32 / 10.0 - 5.0,
                 })
                 .collect();
-            for nan in [false, true] {
-                if nan {
-                    x[2 * h * w + w + 3] = f32::NAN;
+            // No NaN, then one in an early window, then one more in the
+            // row's last window (read by the last, masked block).
+            for nan in [None, Some(3), Some(2 * ow)] {
+                if let Some(col) = nan {
+                    x[2 * h * w + w + col] = f32::NAN;
                 }
                 let mut out = vec![7f32; 3 * oh * ow];
                 pool2d(&g, &x, &mut out, 1);
@@ -743,7 +780,7 @@ mod tests {
                 for (i, (a, b)) in out.iter().zip(&want).enumerate() {
                     assert!(
                         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-                        "{h}x{w} nan={nan} at {i}: {a} vs {b}"
+                        "{h}x{w} nan={nan:?} at {i}: {a} vs {b}"
                     );
                 }
             }
