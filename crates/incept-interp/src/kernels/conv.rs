@@ -181,15 +181,15 @@ pub fn conv2d<T: Float>(
                 };
                 sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, &tail, threads);
             } else if g.pads == [0; 4] || padded_copy_fits(g, threads) {
-                // Unpadded (the stem and the stride-2 reductions): each block
-                // is gathered from the input, or from its stride phases,
-                // straight into the kernel's buffer. Padded, stride 1, with a
-                // padded copy that fits in L2 (the 17x17 blocks' 1x7 and 7x1
-                // convolutions, the 8x8 blocks'): gathered from that copy
-                // (one run per row where there is no padding at the sides),
-                // 0.02-0.03 ms faster per layer than im2col. Conv2d_2b's copy
-                // (2.8 MB) costs more than im2col saves there
-                // (`examples/conv_profile`).
+                // Unpadded (the stride-2 reductions into 8x8; the stem's and
+                // the 17x17 ones run in `direct.rs`): each block is gathered
+                // from the input, or from its stride phases, straight into
+                // the kernel's buffer. Padded, stride 1, with a padded copy
+                // that fits in L2 (the 8x8 blocks' 1x3, 3x1 and 3x3
+                // convolutions): gathered from that copy (one run per row
+                // where there is no padding at the sides), 0.02-0.03 ms
+                // faster per layer than im2col. Conv2d_2b's copy (2.8 MB)
+                // costs more than im2col saves there (`examples/conv_profile`).
                 let Some(x) = T::as_f32(input) else {
                     unreachable!("weights are packed only for float32");
                 };
