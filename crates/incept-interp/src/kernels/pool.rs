@@ -732,7 +732,15 @@ mod tests {
     /// in the data; a NaN still wins its windows.
     #[test]
     fn max_3x3_s2_float32_matches_the_definition_bit_for_bit() {
-        for (h, w) in [(7, 35), (9, 36), (5, 71), (3, 147), (11, 17), (5, 9), (3, 41)] {
+        for (h, w) in [
+            (7, 35),
+            (9, 36),
+            (5, 71),
+            (3, 147),
+            (11, 17),
+            (5, 9),
+            (3, 41),
+        ] {
             let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
             let g = PoolGeom {
                 kind: PoolKind::Max,
