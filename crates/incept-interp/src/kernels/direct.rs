@@ -142,13 +142,23 @@ pub fn conv(
     for v in [tail.scale, tail.shift].into_iter().flatten() {
         assert!(v.len() >= g.o, "direct: tail shorter than the channels");
     }
+    let threads = super::balance::threads(threads);
     // The input with its zero border (or the input itself).
     let (hp, wp) = padded_size(g);
     let xp: &[f32] = if g.pads == [0; 4] {
         x
     } else {
         let scratch = &mut scratch[..g.c * hp * wp];
-        pad_into(g, x, scratch);
+        if threads >= 2 && g.c >= 2 && scratch.len() >= PARALLEL_COPY {
+            // Halves of the channels on the two threads: alone, the caller
+            // copied Conv2d_2b's 2.8 MB while the other thread waited.
+            let half = g.c / 2;
+            let (sa, sb) = scratch.split_at_mut(half * hp * wp);
+            let (xa, xb) = x[..g.c * g.h * g.w].split_at(half * g.h * g.w);
+            rayon::join(|| pad_into(g, xa, sa), || pad_into(g, xb, sb));
+        } else {
+            pad_into(g, x, scratch);
+        }
         scratch
     };
     // Nested loops in K's order (channel, kernel row, kernel column) rather
@@ -177,7 +187,6 @@ pub fn conv(
         w,
         tail,
     };
-    let threads = super::balance::threads(threads);
     let widest = tile_pixels(w.panel(0).1);
     let panels = g.o.div_ceil(PANEL);
     // What two threads may split: rows, or a flat plane's tiles.
@@ -209,6 +218,9 @@ pub fn conv(
         pixels_of(&mut planes, &args, 0, (0, plane));
     }
 }
+
+/// Floats of padded copy from which two threads share the copying.
+const PARALLEL_COPY: usize = 1 << 17;
 
 /// True when two threads should split the channel panels rather than the
 /// rows (or the tiles of a [`flat`] plane): there are few rows (17, or 24
