@@ -463,22 +463,44 @@ pub fn adaptive_avg_pool2d<T: Float>(
     input: &[T],
     out: &mut [T],
 ) {
+    // The bins, computed once rather than per channel.
+    let ys: Vec<(usize, usize)> = (0..oh)
+        .map(|oy| (oy * h / oh, ((oy + 1) * h).div_ceil(oh)))
+        .collect();
+    let xs: Vec<(usize, usize)> = (0..ow)
+        .map(|ox| (ox * w / ow, ((ox + 1) * w).div_ceil(ow)))
+        .collect();
     for ch in 0..c {
         let plane = &input[ch * h * w..(ch + 1) * h * w];
-        for oy in 0..oh {
-            let (y0, y1) = (oy * h / oh, ((oy + 1) * h).div_ceil(oh));
-            for ox in 0..ow {
-                let (x0, x1) = (ox * w / ow, ((ox + 1) * w).div_ceil(ow));
-                let mut s = 0f64;
+        for (oy, &(y0, y1)) in ys.iter().enumerate() {
+            for (ox, &(x0, x1)) in xs.iter().enumerate() {
+                let mut s = [0f64; 8];
                 for y in y0..y1 {
-                    for x in x0..x1 {
-                        s += plane[y * w + x].to_f64();
-                    }
+                    add_into(&mut s, &plane[y * w + x0..y * w + x1]);
                 }
+                let s = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
                 let n = ((y1 - y0) * (x1 - x0)).max(1);
                 out[(ch * oh + oy) * ow + ox] = T::from_f64(s / n as f64);
             }
         }
+    }
+}
+
+/// `s[i % 8] += v[i]` in float64: eight running sums, not one, so the adds
+/// do not wait on each other (with one, the global pool's 2048 sums of 64
+/// took 0.06 ms). Float32 values (of one sign, as after a ReLU, and within
+/// 2^29 of each other) sum exactly in float64 in any order, so float32
+/// results keep their bits; float64 sums change in their last bits only.
+#[inline]
+fn add_into<T: Float>(s: &mut [f64; 8], v: &[T]) {
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in s.iter_mut().zip(c) {
+            *a += x.to_f64();
+        }
+    }
+    for (a, &x) in s.iter_mut().zip(chunks.remainder()) {
+        *a += x.to_f64();
     }
 }
 
