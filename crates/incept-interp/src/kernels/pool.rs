@@ -488,9 +488,10 @@ pub fn adaptive_avg_pool2d<T: Float>(
 
 /// `s[i % 8] += v[i]` in float64: eight running sums, not one, so the adds
 /// do not wait on each other (with one, the global pool's 2048 sums of 64
-/// took 0.06 ms). Float32 values (of one sign, as after a ReLU, and within
-/// 2^29 of each other) sum exactly in float64 in any order, so float32
-/// results keep their bits; float64 sums change in their last bits only.
+/// took 0.06 ms). Up to 64 float32 values of one sign (as after a ReLU)
+/// whose magnitudes lie within a factor 2^23 of each other sum exactly in
+/// float64 in any order, so float32 results keep their bits; float64 sums
+/// change in their last bits only.
 #[inline]
 fn add_into<T: Float>(s: &mut [f64; 8], v: &[T]) {
     let mut chunks = v.chunks_exact(8);
