@@ -228,7 +228,8 @@ fn run_image<T: Float>(
     scratch: &Mutex<Vec<Vec<T>>>,
     threads: usize,
 ) {
-    for step in &plan.steps {
+    for (i, step) in plan.steps.iter().enumerate() {
+        crate::kernels::balance::set_site(i);
         match step {
             Step::Linear {
                 weight,
@@ -393,7 +394,8 @@ fn run_steps<T: Float>(
     gemm_threads: usize,
     mut timings: Option<&mut Vec<f64>>,
 ) {
-    for step in &plan.steps {
+    for (i, step) in plan.steps.iter().enumerate() {
+        crate::kernels::balance::set_site(i);
         run_step(
             step,
             arena,

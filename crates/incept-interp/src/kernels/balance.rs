@@ -12,11 +12,20 @@
 //! depend on it.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The caller's share of a two-thread product, in 1/4096ths.
-static FIRST: AtomicU32 = AtomicU32::new(2048);
+/// Call sites with a share of their own (sites wrap around).
+const SITES: usize = 512;
+
+/// The caller's share of a two-thread section, in 1/4096ths, per call site:
+/// the threads' speeds compare differently from layer to layer (on the
+/// stem's the caller was the slower, by 2-5%, on the 35x35 blocks' the
+/// faster), and one share for all left a thread waiting 1 ms per run.
+static FIRST: [AtomicU32; SITES] = [const { AtomicU32::new(2048) }; SITES];
+
+/// The call site running now (see [`set_site`]).
+static SITE: AtomicUsize = AtomicUsize::new(0);
 
 /// Until when (nanoseconds after [`epoch`]) the caller works alone.
 static SOLO_UNTIL: AtomicU64 = AtomicU64::new(0);
@@ -44,9 +53,21 @@ pub fn threads(requested: usize) -> usize {
     }
 }
 
+/// Names the call site of the sections that follow (the interpreter's step
+/// index), so each keeps its own share. Shares only move work between the
+/// threads: a site shared by two models, or two runs at once, costs speed,
+/// never a result.
+pub fn set_site(site: usize) {
+    SITE.store(site % SITES, Ordering::Relaxed);
+}
+
+fn share() -> &'static AtomicU32 {
+    &FIRST[SITE.load(Ordering::Relaxed) % SITES]
+}
+
 /// Units (of `units ≥ 2`) for the caller's part: at least one for each.
 pub fn first_share(units: usize) -> usize {
-    first_share_of(units, f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0)
+    first_share_of(units, f64::from(share().load(Ordering::Relaxed)) / 4096.0)
 }
 
 fn first_share_of(units: usize, share: f64) -> usize {
@@ -76,9 +97,9 @@ pub fn join((wa, a): (usize, impl FnOnce() + Send), (wb, b): (usize, impl FnOnce
 /// of the other's (from the common start), and whether another thread ran
 /// the second part at all.
 fn update(wa: usize, ta: Duration, wb: usize, tb: Duration, other: bool) {
-    let old = f64::from(FIRST.load(Ordering::Relaxed)) / 4096.0;
+    let old = f64::from(share().load(Ordering::Relaxed)) / 4096.0;
     let next = next_share(old, (wa, ta), (wb, tb), other);
-    FIRST.store((next * 4096.0) as u32, Ordering::Relaxed);
+    share().store((next * 4096.0) as u32, Ordering::Relaxed);
     if failed((wa, ta), (wb, tb), other) {
         let until = now_ns().saturating_add(u64::try_from(SOLO.as_nanos()).unwrap_or(0));
         SOLO_UNTIL.store(until, Ordering::Relaxed);
