@@ -354,8 +354,8 @@ fn tile(
     // `k × 16·nv` floats.
     #[allow(unsafe_code)]
     unsafe {
-        // One or two vectors and 4..=16 or 4..=12 pixels (asserted), stride
-        // 1 or 2 (`supports`).
+        // One or two vectors and an even 2..=16 or 2..=12 pixels (asserted),
+        // stride 1 or 2 (`supports`).
         macro_rules! pick {
             ($(($nv:literal, $px:literal)),*) => {
                 match (nv, px, sx) {

@@ -512,8 +512,9 @@ mod avx512 {
 
     /// One output row of a 3x3 stride-2 max pooling without padding:
     /// `out[x] = max over rows r0..r2, columns 2x..2x + 2`, sixteen outputs
-    /// at a time (the even and odd columns picked by permutes), the rest
-    /// one by one. The comparisons are the scalar path's, in its order
+    /// at a time (the even and odd columns picked by permutes), the rest in
+    /// one masked block (a single output alone). The comparisons are the
+    /// scalar path's, in its order
     /// (`max(a, b)` is `b` if `b > a`, else `a`), so the bits are its bits
     /// when no window holds a NaN. Returns whether one did (the caller then
     /// pools the plane again, NaN winning as in PyTorch).
