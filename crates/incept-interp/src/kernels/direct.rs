@@ -224,14 +224,15 @@ const PARALLEL_COPY: usize = 1 << 17;
 
 /// True when two threads should split the channel panels rather than the
 /// rows (or the tiles of a [`flat`] plane): there are few rows (17, or 24
-/// tiles; locality favours rows on larger planes) and the panels halve
-/// more evenly. Measured at 17x17 (`conv_profile`, 2 threads): 12 panels
-/// (Mixed_6a.branch3x3) 1.34 → 1.26 ms, 6 panels (a 192-channel 1x7) 0.355
-/// → 0.33; with 5 or 3 panels (160, 96 channels) the uneven halves made it
-/// 10-20% slower than 9 and 8 rows; on the flat 1x1s and 7x1s, 0.1 ms
-/// faster over the four blocks.
+/// tiles; locality favours rows on larger planes) and the panels halve at
+/// least as evenly. Measured at 17x17 (`conv_profile`, 2 threads): 12
+/// panels (Mixed_6a.branch3x3) 1.34 → 1.26 ms, 6 panels (a 192-channel
+/// 1x7) 0.355 → 0.33; with 5 or 3 panels (160, 96 channels) the uneven
+/// halves made it 10-20% slower than 9 and 8 rows. On the flat 1x1s and
+/// 7x1s (24 tiles, an even number of panels: a tie) panels won by 0.22 ms
+/// over the four blocks (a 192-channel 7x1 0.40 → 0.36).
 fn split_channels(rows: usize, panels: usize) -> bool {
-    rows < 32 && panels >= 2 && panels.div_ceil(2) * rows < rows.div_ceil(2) * panels
+    rows < 32 && panels >= 2 && panels.div_ceil(2) * rows <= rows.div_ceil(2) * panels
 }
 
 /// True when the output plane can run as one row of `oh·ow` pixels: a
