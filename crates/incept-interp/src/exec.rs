@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::conv::{Weights, conv2d};
+use crate::kernels::conv::{Weights, conv2d, conv2d_pool};
 use crate::kernels::linear::linear;
 use crate::kernels::pool::{adaptive_avg_pool2d, pool2d};
 use crate::plan::{Plan, Slot, Step};
@@ -166,6 +166,7 @@ fn image_step<T: Float>(
             packed,
             direct,
             epilogue,
+            pool,
             ..
         } => {
             // Scratch outlives the step: im2col buffers are reused across layers and runs.
@@ -178,7 +179,10 @@ fn image_step<T: Float>(
                 (None, Some(p)) => Weights::Packed(p),
                 (None, None) => Weights::Plain(weight),
             };
-            conv2d(geom, x, w, epilogue, y, &mut s, threads);
+            match (pool, direct) {
+                (Some(p), Some(d)) => conv2d_pool(geom, p, x, d, epilogue, y, &mut s, threads),
+                _ => conv2d(geom, x, w, epilogue, y, &mut s, threads),
+            }
             if let Ok(mut p) = scratch.lock() {
                 p.push(s);
             }

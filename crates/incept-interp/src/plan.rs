@@ -231,6 +231,31 @@ fn conv_geom(graph: &Graph, node: &incept_ir::Node) -> Option<ConvGeom> {
     })
 }
 
+/// The geometry of a pooling node, from its input and output shapes
+/// (`None` for another op; dimensions that are not fixed read as 0).
+fn pool_geom(graph: &Graph, node: &incept_ir::Node) -> Option<PoolGeom> {
+    let Op::Pool2d(p) = &node.op else {
+        return None;
+    };
+    let dims = |v: ValueId| -> [usize; 4] {
+        let shape = &graph.values[v].ty.shape;
+        std::array::from_fn(|i| shape.get(i).and_then(|d| d.fixed()).unwrap_or(0))
+    };
+    let (i, o) = (dims(*node.inputs.first()?), dims(node.output));
+    Some(PoolGeom {
+        kind: p.kind,
+        c: i[1],
+        h: i[2],
+        w: i[3],
+        oh: o[2],
+        ow: o[3],
+        kernel: p.kernel,
+        stride: p.stride,
+        pads: p.pads,
+        count_include_pad: p.count_include_pad || p.kind == PoolKind::Max,
+    })
+}
+
 /// One unit of work.
 #[derive(Debug)]
 pub enum Step<T> {
@@ -246,6 +271,10 @@ pub enum Step<T> {
         direct: Option<Arc<DirectWeights>>,
         /// Epilogue.
         epilogue: Epilogue<T>,
+        /// A max pooling of the output, done by the direct kernel as its rows
+        /// complete (`direct::conv_pool`); `output` then holds the pooled
+        /// values, and the convolution's own output is never stored.
+        pool: Option<Box<PoolGeom>>,
         /// Input.
         input: Slot,
         /// Output.
@@ -376,7 +405,8 @@ pub fn build_plan<T: Float>(
         }
     };
 
-    // 1. Group nodes: Conv [+ BatchNorm] [+ Relu], everything else alone.
+    // 1. Group nodes: Conv [+ BatchNorm] [+ Relu] [+ MaxPool2d, on the direct
+    // kernel], everything else alone.
     let mut groups: Vec<Group> = Vec::new();
     let mut taken = vec![false; graph.nodes.len()];
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -396,6 +426,22 @@ pub fn build_plan<T: Float>(
             }
             if let Some(c) = sole_consumer(graph.nodes[last].output)
                 && matches!(graph.nodes[c].op, Op::Relu)
+            {
+                nodes.push(c);
+                taken[c] = true;
+                last = c;
+            }
+            // A max pooling that the direct kernel does on the rows it
+            // produces (the stem's): the output in between is never stored.
+            if let (
+                Some(c),
+                NodeWeights::Conv {
+                    direct: Some(_), ..
+                },
+            ) = (sole_consumer(graph.nodes[last].output), &weights[i])
+                && let (Some(g), Some(p)) =
+                    (conv_geom(graph, node), pool_geom(graph, &graph.nodes[c]))
+                && direct::pools(&g, &p)
             {
                 nodes.push(c);
                 taken[c] = true;
@@ -567,6 +613,7 @@ pub fn build_plan<T: Float>(
                     shift: bias.clone(),
                     relu: false,
                 };
+                let mut pool = None;
                 for &n in &g.nodes[1..] {
                     match (&graph.nodes[n].op, &weights[n]) {
                         (Op::BatchNorm(_), NodeWeights::Scale { scale, shift }) => {
@@ -584,6 +631,9 @@ pub fn build_plan<T: Float>(
                             epilogue.shift = Some(shift2);
                         }
                         (Op::Relu, _) => epilogue.relu = true,
+                        (Op::Pool2d(_), _) => {
+                            pool = pool_geom(graph, &graph.nodes[n]).map(Box::new)
+                        }
                         _ => {}
                     }
                 }
@@ -593,6 +643,7 @@ pub fn build_plan<T: Float>(
                     packed: packed.clone(),
                     direct: direct.clone(),
                     epilogue,
+                    pool,
                     input,
                     output,
                 }
@@ -623,22 +674,12 @@ pub fn build_plan<T: Float>(
                     output,
                 }
             }
-            (Op::Pool2d(p), _) => {
-                let i = dims(head.inputs[0]);
-                let o = dims(head.output);
+            (Op::Pool2d(_), _) => {
+                let Some(geom) = pool_geom(graph, head) else {
+                    continue;
+                };
                 Step::Pool {
-                    geom: PoolGeom {
-                        kind: p.kind,
-                        c: i[1],
-                        h: i[2],
-                        w: i[3],
-                        oh: o[2],
-                        ow: o[3],
-                        kernel: p.kernel,
-                        stride: p.stride,
-                        pads: p.pads,
-                        count_include_pad: p.count_include_pad || p.kind == PoolKind::Max,
-                    },
+                    geom,
                     input,
                     output,
                 }

@@ -278,6 +278,35 @@ fn padded_copy_fits(g: &ConvGeom, threads: usize) -> bool {
         && (threads <= 1 || g.oh * g.ow >= 2 * sgemm::NR * threads)
 }
 
+/// `out = maxpool(epilogue(conv(input)))` through the direct kernel, which
+/// pools the convolution's rows as they complete (`direct::conv_pool`; the
+/// plan fuses a pooling only where [`direct::pools`] takes it).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pool<T: Float>(
+    g: &ConvGeom,
+    pool: &super::pool::PoolGeom,
+    input: &[T],
+    weight: &DirectWeights,
+    epilogue: &Epilogue<T>,
+    out: &mut [T],
+    scratch: &mut Vec<T>,
+    threads: usize,
+) {
+    let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
+        unreachable!("weights are packed only for float32");
+    };
+    let tail = Tail {
+        scale: epilogue.scale.as_deref().and_then(T::as_f32),
+        shift: epilogue.shift.as_deref().and_then(T::as_f32),
+        relu: epilogue.relu,
+    };
+    let Some(padded) = T::as_f32_mut(scratch_of(scratch, direct::scratch_len(g))) else {
+        unreachable!("weights are packed only for float32");
+    };
+    let threads = super::balance::threads(threads);
+    direct::conv_pool(g, x, weight, &tail, pool, y, padded, threads);
+}
+
 /// The first `n` floats of `scratch`, which grows (zeroed) when shorter but
 /// never shrinks: layers with different needs take turns, and a resize to
 /// each one's length zeroed megabytes at every call (1% of a run, in

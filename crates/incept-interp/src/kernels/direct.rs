@@ -12,7 +12,9 @@
 //! one added into the output, then the tail (`y · scale + shift`, ReLU).
 
 use super::conv::{ConvGeom, pad_into, padded_size};
+use super::pool::PoolGeom;
 use super::sgemm::{KC, Tail};
+use incept_ir::op::PoolKind;
 
 /// Output channels per panel: two 16-lane vectors, so a tile is 12 pixels
 /// by 32 channels and each K index loads 128 bytes of weights for its 24
@@ -133,56 +135,14 @@ pub fn conv(
     scratch: &mut [f32],
     threads: usize,
 ) {
-    let [kh, kw] = g.kernel;
-    assert!(
-        w.o == g.o && w.k == g.c * kh * kw && x.len() >= g.c * g.h * g.w,
-        "direct: weights or input of another shape"
-    );
     assert!(out.len() >= g.o * g.oh * g.ow, "direct: output too small");
-    for v in [tail.scale, tail.shift].into_iter().flatten() {
-        assert!(v.len() >= g.o, "direct: tail shorter than the channels");
-    }
     let threads = super::balance::threads(threads);
-    // The input with its zero border (or the input itself).
-    let (hp, wp) = padded_size(g);
-    let xp: &[f32] = if g.pads == [0; 4] {
-        x
-    } else {
-        let scratch = &mut scratch[..g.c * hp * wp];
-        if threads >= 2 && g.c >= 2 && scratch.len() >= PARALLEL_COPY {
-            // Halves of the channels on the two threads: alone, the caller
-            // copied Conv2d_2b's 2.8 MB while the other thread waited.
-            let half = g.c / 2;
-            let (sa, sb) = scratch.split_at_mut(half * hp * wp);
-            let (xa, xb) = x[..g.c * g.h * g.w].split_at(half * g.h * g.w);
-            rayon::join(|| pad_into(g, xa, sa), || pad_into(g, xb, sb));
-        } else {
-            pad_into(g, x, scratch);
-        }
-        scratch
-    };
-    // Nested loops in K's order (channel, kernel row, kernel column) rather
-    // than divisions per index: this runs at every call.
-    let mut offs: Vec<u32> = Vec::with_capacity(w.k);
-    for c in 0..g.c {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                // Below `c·hp·wp`, which `supports` keeps within u32.
-                offs.push((c * hp * wp + ky * g.dilation[0] * wp + kx * g.dilation[1]) as u32);
-            }
-        }
-    }
-    // The farthest element any window reads: no tile reaches past its
-    // row's end, so this is the last pixel's window.
-    let last = ((g.oh - 1) * g.stride[0]) * wp
-        + (g.ow - 1) * g.stride[1]
-        + offs.iter().max().map_or(0, |&o| o as usize);
-    assert!(last < xp.len(), "direct: a window reads outside the input");
+    let (xp, offs) = prepare(g, x, w, tail, scratch, threads);
     let plane = g.oh * g.ow;
     let args = RowArgs {
         g,
         xp,
-        wp,
+        wp: padded_size(g).1,
         offs: &offs,
         w,
         tail,
@@ -216,6 +176,150 @@ pub fn conv(
         );
     } else {
         pixels_of(&mut planes, &args, 0, (0, plane));
+    }
+}
+
+/// What [`conv`] and [`conv_pool`] share before their rows: checks of the
+/// slices, the input with its zero border (or the input itself), and the
+/// offsets of K's taps, in K's order (channel, kernel row, kernel column),
+/// with the assertion that every window lies inside that input.
+fn prepare<'a>(
+    g: &ConvGeom,
+    x: &'a [f32],
+    w: &DirectWeights,
+    tail: &Tail<'_>,
+    scratch: &'a mut [f32],
+    threads: usize,
+) -> (&'a [f32], Vec<u32>) {
+    let [kh, kw] = g.kernel;
+    assert!(
+        w.o == g.o && w.k == g.c * kh * kw && x.len() >= g.c * g.h * g.w,
+        "direct: weights or input of another shape"
+    );
+    for v in [tail.scale, tail.shift].into_iter().flatten() {
+        assert!(v.len() >= g.o, "direct: tail shorter than the channels");
+    }
+    let (hp, wp) = padded_size(g);
+    let xp: &[f32] = if g.pads == [0; 4] {
+        x
+    } else {
+        let scratch = &mut scratch[..g.c * hp * wp];
+        if threads >= 2 && g.c >= 2 && scratch.len() >= PARALLEL_COPY {
+            // Halves of the channels on the two threads: alone, the caller
+            // copied Conv2d_2b's 2.8 MB while the other thread waited.
+            let half = g.c / 2;
+            let (sa, sb) = scratch.split_at_mut(half * hp * wp);
+            let (xa, xb) = x[..g.c * g.h * g.w].split_at(half * g.h * g.w);
+            rayon::join(|| pad_into(g, xa, sa), || pad_into(g, xb, sb));
+        } else {
+            pad_into(g, x, scratch);
+        }
+        scratch
+    };
+    // Nested loops rather than divisions per index: this runs at every call.
+    let mut offs: Vec<u32> = Vec::with_capacity(w.k);
+    for c in 0..g.c {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                // Below `c·hp·wp`, which `supports` keeps within u32.
+                offs.push((c * hp * wp + ky * g.dilation[0] * wp + kx * g.dilation[1]) as u32);
+            }
+        }
+    }
+    // The farthest element any window reads: no tile reaches past its
+    // row's end, so this is the last pixel's window.
+    let last = ((g.oh - 1) * g.stride[0]) * wp
+        + (g.ow - 1) * g.stride[1]
+        + offs.iter().max().map_or(0, |&o| o as usize);
+    assert!(last < xp.len(), "direct: a window reads outside the input");
+    (xp, offs)
+}
+
+/// True when [`conv_pool`] can pool a layer's output with `p`: a 3x3
+/// stride-2 max pooling without padding (the stem's two), on a layer that
+/// runs row by row.
+pub fn pools(g: &ConvGeom, p: &PoolGeom) -> bool {
+    p.kind == PoolKind::Max
+        && super::pool::is_valid_3x3_s2(p)
+        && (p.c, p.h, p.w) == (g.o, g.oh, g.ow)
+        && fits(g)
+        && !flat(g)
+}
+
+/// `out = maxpool(tail(conv(x, w)))` for a pooling `p` that [`pools`]
+/// takes, `out` `[O, POH, POW]`: the convolution's rows go through a ring
+/// of three rows per channel and are pooled as they complete, so the
+/// convolution's whole output (Conv2d_2b's 5.5 MB) is never written out
+/// and read back. The same bits as [`conv`] and then the pooling.
+/// Panics if a slice is too short for the geometry (a bug check).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_pool(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &DirectWeights,
+    tail: &Tail<'_>,
+    p: &PoolGeom,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    assert!(pools(g, p), "direct: a pooling this path does not take");
+    let plane = p.oh * p.ow;
+    assert!(out.len() >= g.o * plane, "direct: output too small");
+    let threads = super::balance::threads(threads);
+    let (xp, offs) = prepare(g, x, w, tail, scratch, threads);
+    let args = RowArgs {
+        g,
+        xp,
+        wp: padded_size(g).1,
+        offs: &offs,
+        w,
+        tail,
+    };
+    let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
+    if threads >= 2 && p.oh >= 2 {
+        // Pooled rows; the convolution row the two parts share is computed
+        // by both.
+        let split = super::balance::first_share(p.oh);
+        let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) = planes
+            .into_iter()
+            .map(|q| q.split_at_mut(split * p.ow))
+            .unzip();
+        super::balance::join(
+            (split, || pooled_rows(&mut a, &args, p, (0, split))),
+            (p.oh - split, || {
+                pooled_rows(&mut b, &args, p, (split, p.oh))
+            }),
+        );
+    } else {
+        pooled_rows(&mut planes, &args, p, (0, p.oh));
+    }
+}
+
+/// Pooled rows `lo..hi` of [`conv_pool`] into per-channel slices that start
+/// at row `lo`.
+fn pooled_rows(planes: &mut [&mut [f32]], a: &RowArgs<'_>, p: &PoolGeom, (lo, hi): (usize, usize)) {
+    let (o, ow) = (a.g.o, a.g.ow);
+    // Convolution row `r` of channel `c` at `((r % 3)·o + c)·ow`.
+    let mut ring = vec![0f32; 3 * o * ow];
+    let mut done: Option<usize> = None;
+    for py in lo..hi {
+        for r in 2 * py..2 * py + 3 {
+            if done.is_some_and(|d| r <= d) {
+                continue;
+            }
+            let slot = &mut ring[(r % 3) * o * ow..][..o * ow];
+            let mut dst: Vec<&mut [f32]> = slot.chunks_mut(ow).collect();
+            span_into(a, r * a.g.stride[0] * a.wp, (0, ow), &mut dst, 0);
+            done = Some(r);
+        }
+        let row = |r: usize, c: usize| &ring[((r % 3) * o + c) * ow..][..ow];
+        for (c, plane) in planes.iter_mut().enumerate() {
+            let rows = (row(2 * py, c), row(2 * py + 1, c), row(2 * py + 2, c));
+            let dst = &mut plane[(py - lo) * p.ow..][..p.ow];
+            let pooled = super::pool::max_row_3x3_s2(rows, dst);
+            assert!(pooled, "direct: pooling needs AVX-512F, as the weights do");
+        }
     }
 }
 
@@ -642,6 +746,71 @@ mod tests {
                     .zip(&got)
                     .position(|(a, b)| a.to_bits() != b.to_bits());
                 assert_eq!(diff, None, "{g:?}, {threads} threads");
+            }
+        }
+    }
+
+    /// Pooling the rows as they complete gives the bits of the whole
+    /// convolution followed by the pooling, NaN included, on one and two
+    /// threads.
+    #[test]
+    fn conv_pool_matches_conv_then_pool() {
+        use crate::kernels::pool::pool2d;
+        if !super::super::sgemm::available() {
+            return;
+        }
+        let cases: &[(usize, usize, usize, usize, [usize; 4])] =
+            &[(8, 23, 37, 40, [1; 4]), (5, 21, 33, 20, [0; 4])];
+        for &(c, h, w, o, pads) in cases {
+            let g = ConvGeom::from_input((c, h, w), o, [3, 3], [1, 1], pads, [1, 1], 1);
+            let p = PoolGeom {
+                kind: PoolKind::Max,
+                c: o,
+                h: g.oh,
+                w: g.ow,
+                oh: (g.oh - 3) / 2 + 1,
+                ow: (g.ow - 3) / 2 + 1,
+                kernel: [3, 3],
+                stride: [2, 2],
+                pads: [0; 4],
+                count_include_pad: true,
+            };
+            assert!(pools(&g, &p), "{g:?}");
+            let mut x: Vec<f32> = (0..c * h * w)
+                .map(|i| ((i * 7919) % 211) as f32 / 50.0 - 2.0)
+                .collect();
+            let wt: Vec<f32> = (0..o * g.k())
+                .map(|i| ((i * 104_729) % 97) as f32 / 200.0 - 0.24)
+                .collect();
+            let scale: Vec<f32> = (0..o).map(|i| 0.5 + i as f32 / 64.0).collect();
+            let shift: Vec<f32> = (0..o).map(|i| i as f32 / 32.0 - 0.5).collect();
+            let tail = Tail {
+                scale: Some(&scale),
+                shift: Some(&shift),
+                relu: true,
+            };
+            let dw = DirectWeights::new(&wt, o, g.k()).expect("avx512");
+            for nan in [false, true] {
+                if nan {
+                    x[2 * w + 5] = f32::NAN;
+                }
+                for threads in [1, 2] {
+                    let mut scratch = vec![0f32; scratch_len(&g)];
+                    let mut y = vec![0f32; o * g.oh * g.ow];
+                    conv(&g, &x, &dw, &tail, &mut y, &mut scratch, threads);
+                    let mut want = vec![0f32; o * p.oh * p.ow];
+                    pool2d(&p, &y, &mut want, 1);
+                    let mut got = vec![7f32; o * p.oh * p.ow];
+                    conv_pool(&g, &x, &dw, &tail, &p, &mut got, &mut scratch, threads);
+                    let diff = want.iter().zip(&got).position(|(a, b)| {
+                        a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan())
+                    });
+                    assert_eq!(diff, None, "{g:?}, nan {nan}, {threads} threads");
+                    assert_eq!(
+                        want.iter().filter(|v| v.is_nan()).count(),
+                        got.iter().filter(|v| v.is_nan()).count()
+                    );
+                }
             }
         }
     }

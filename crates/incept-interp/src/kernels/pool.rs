@@ -251,7 +251,7 @@ fn pool_channels_any<T: Float>(
 
 /// A 3x3 window, stride 2, no padding, every window whole (all of
 /// Inception's max pools).
-fn is_valid_3x3_s2(g: &PoolGeom) -> bool {
+pub(crate) fn is_valid_3x3_s2(g: &PoolGeom) -> bool {
     g.kernel == [3, 3]
         && g.stride == [2, 2]
         && g.pads == [0; 4]
@@ -422,6 +422,33 @@ fn interior(g: &PoolGeom, xs: &[Span]) -> (usize, usize) {
         .find(|&ox| xs[ox].hi - xs[ox].lo != 3 || xs[ox].lo != xs[a].lo + (ox - a) * g.stride[1])
         .unwrap_or(g.ow);
     (a, b)
+}
+
+/// One output row of a float32 [`is_valid_3x3_s2`] max pooling from its
+/// three input rows, to the bits [`pool2d`] gives (the convolutions that
+/// pool their own output rows, `direct.rs`, call it). Needs AVX-512F, which
+/// those convolutions run on; returns false, untouched, without it.
+pub(crate) fn max_row_3x3_s2(rows: (&[f32], &[f32], &[f32]), out: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was just detected.
+        #[allow(unsafe_code)]
+        let nan = unsafe { avx512::max_row_3x3_s2(rows, out) };
+        if nan {
+            // As `max_windows_nan` does: row by row, NaN winning.
+            let (r0, r1, r2) = rows;
+            for (x, o) in out.iter_mut().enumerate() {
+                let mut m = f32::NEG_INFINITY;
+                for row in [r0, r1, r2] {
+                    m = max_nan(m, max_of_nan(&row[2 * x..2 * x + 3]));
+                }
+                *o = m;
+            }
+        }
+        return true;
+    }
+    let _ = (rows, out);
+    false
 }
 
 /// Max pooling of one plane `w` wide, window by window, NaN winning as in
