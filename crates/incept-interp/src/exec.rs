@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::conv::{Weights, conv2d, conv2d_pool};
+use crate::kernels::conv::{Weights, conv2d, conv2d_direct};
 use crate::kernels::linear::linear;
 use crate::kernels::pool::{adaptive_avg_pool2d, pool2d};
 use crate::plan::{Plan, Slot, Step};
@@ -180,7 +180,9 @@ fn image_step<T: Float>(
                 (None, None) => Weights::Plain(weight),
             };
             match (pool, direct) {
-                (Some(p), Some(d)) => conv2d_pool(geom, p, x, d, epilogue, y, &mut s, threads),
+                (Some(p), Some(d)) => {
+                    conv2d_direct(geom, Some(p), x, d, epilogue, y, &mut s, threads);
+                }
                 _ => conv2d(geom, x, w, epilogue, y, &mut s, threads),
             }
             if let Ok(mut p) = scratch.lock() {

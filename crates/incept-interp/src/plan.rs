@@ -204,6 +204,12 @@ pub fn prepare_weights<T: Float>(
     Ok(out)
 }
 
+/// The first four dimensions of a value (NCHW), 0 where not fixed.
+fn dims4(graph: &Graph, v: ValueId) -> [usize; 4] {
+    let shape = &graph.values[v].ty.shape;
+    std::array::from_fn(|i| shape.get(i).and_then(|d| d.fixed()).unwrap_or(0))
+}
+
 /// The geometry of a convolution node, from its input and output shapes
 /// (`None` for another op; dimensions that are not fixed read as 0, which
 /// no kernel takes).
@@ -211,11 +217,10 @@ fn conv_geom(graph: &Graph, node: &incept_ir::Node) -> Option<ConvGeom> {
     let Op::Conv2d(c) = &node.op else {
         return None;
     };
-    let dims = |v: ValueId| -> [usize; 4] {
-        let shape = &graph.values[v].ty.shape;
-        std::array::from_fn(|i| shape.get(i).and_then(|d| d.fixed()).unwrap_or(0))
-    };
-    let (i, o) = (dims(*node.inputs.first()?), dims(node.output));
+    let (i, o) = (
+        dims4(graph, *node.inputs.first()?),
+        dims4(graph, node.output),
+    );
     Some(ConvGeom {
         c: i[1],
         h: i[2],
@@ -237,11 +242,10 @@ fn pool_geom(graph: &Graph, node: &incept_ir::Node) -> Option<PoolGeom> {
     let Op::Pool2d(p) = &node.op else {
         return None;
     };
-    let dims = |v: ValueId| -> [usize; 4] {
-        let shape = &graph.values[v].ty.shape;
-        std::array::from_fn(|i| shape.get(i).and_then(|d| d.fixed()).unwrap_or(0))
-    };
-    let (i, o) = (dims(*node.inputs.first()?), dims(node.output));
+    let (i, o) = (
+        dims4(graph, *node.inputs.first()?),
+        dims4(graph, node.output),
+    );
     Some(PoolGeom {
         kind: p.kind,
         c: i[1],

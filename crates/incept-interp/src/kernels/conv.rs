@@ -150,18 +150,7 @@ pub fn conv2d<T: Float>(
     let weight = match weight {
         Weights::Plain(w) => w,
         Weights::Direct(d) => {
-            let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
-                unreachable!("weights are packed only for float32");
-            };
-            let tail = Tail {
-                scale: epilogue.scale.as_deref().and_then(T::as_f32),
-                shift: epilogue.shift.as_deref().and_then(T::as_f32),
-                relu: epilogue.relu,
-            };
-            let Some(padded) = T::as_f32_mut(scratch_of(scratch, direct::scratch_len(g))) else {
-                unreachable!("weights are packed only for float32");
-            };
-            direct::conv(g, x, d, &tail, y, padded, threads);
+            conv2d_direct(g, None, input, d, epilogue, out, scratch, threads);
             return;
         }
         Weights::Packed(p) => {
@@ -170,11 +159,7 @@ pub fn conv2d<T: Float>(
                 "conv: packed weights of another shape"
             );
             // The epilogue runs on each tile in registers: no pass over `out`.
-            let tail = Tail {
-                scale: epilogue.scale.as_deref().and_then(T::as_f32),
-                shift: epilogue.shift.as_deref().and_then(T::as_f32),
-                relu: epilogue.relu,
-            };
+            let tail = tail_of(epilogue);
             if g.is_pointwise() {
                 let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
                     unreachable!("weights are packed only for float32");
@@ -278,13 +263,14 @@ fn padded_copy_fits(g: &ConvGeom, threads: usize) -> bool {
         && (threads <= 1 || g.oh * g.ow >= 2 * sgemm::NR * threads)
 }
 
-/// `out = maxpool(epilogue(conv(input)))` through the direct kernel, which
-/// pools the convolution's rows as they complete (`direct::conv_pool`; the
-/// plan fuses a pooling only where [`direct::pools`] takes it).
+/// `out = epilogue(conv(input))` through the direct kernel, then max
+/// pooled with `pool` when given: the kernel pools the convolution's rows
+/// as they complete (`direct::conv_pool`; the plan fuses a pooling only
+/// where [`direct::pools`] takes it).
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_pool<T: Float>(
+pub fn conv2d_direct<T: Float>(
     g: &ConvGeom,
-    pool: &super::pool::PoolGeom,
+    pool: Option<&super::pool::PoolGeom>,
     input: &[T],
     weight: &DirectWeights,
     epilogue: &Epilogue<T>,
@@ -295,16 +281,24 @@ pub fn conv2d_pool<T: Float>(
     let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
         unreachable!("weights are packed only for float32");
     };
-    let tail = Tail {
-        scale: epilogue.scale.as_deref().and_then(T::as_f32),
-        shift: epilogue.shift.as_deref().and_then(T::as_f32),
-        relu: epilogue.relu,
-    };
+    let tail = tail_of(epilogue);
     let Some(padded) = T::as_f32_mut(scratch_of(scratch, direct::scratch_len(g))) else {
         unreachable!("weights are packed only for float32");
     };
     let threads = super::balance::threads(threads);
-    direct::conv_pool(g, x, weight, &tail, pool, y, padded, threads);
+    match pool {
+        Some(p) => direct::conv_pool(g, x, weight, &tail, p, y, padded, threads),
+        None => direct::conv(g, x, weight, &tail, y, padded, threads),
+    }
+}
+
+/// The float32 kernels' view of an epilogue (float32 runs only).
+fn tail_of<T: Float>(e: &Epilogue<T>) -> Tail<'_> {
+    Tail {
+        scale: e.scale.as_deref().and_then(T::as_f32),
+        shift: e.shift.as_deref().and_then(T::as_f32),
+        relu: e.relu,
+    }
 }
 
 /// The first `n` floats of `scratch`, which grows (zeroed) when shorter but
