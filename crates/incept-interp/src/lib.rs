@@ -213,7 +213,8 @@ impl Interpreter {
     }
 
     /// Runs once and returns each step's wall time: `(nodes, op, milliseconds)`,
-    /// in execution order (fused nodes share a step, named `conv+BatchNorm+Relu`).
+    /// in execution order (fused nodes share a step, named after the first
+    /// node and the others' ops: `Conv2d_2b_3x3.conv+BatchNorm+Relu+MaxPool2d`).
     pub fn profile(&self, input: &Tensor) -> Result<Vec<(String, &'static str, f64)>, InterpError> {
         let batch = self.check_input(input)?;
         fn go<T: Float>(
