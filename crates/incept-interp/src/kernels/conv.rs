@@ -285,7 +285,6 @@ pub fn conv2d_direct<T: Float>(
     let Some(padded) = T::as_f32_mut(scratch_of(scratch, direct::scratch_len(g))) else {
         unreachable!("weights are packed only for float32");
     };
-    let threads = super::balance::threads(threads);
     match pool {
         Some(p) => direct::conv_pool(g, x, weight, &tail, p, y, padded, threads),
         None => direct::conv(g, x, weight, &tail, y, padded, threads),

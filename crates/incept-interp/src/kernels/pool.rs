@@ -283,25 +283,17 @@ fn max_valid_3x3_s2<T: Float>(
     for c in 0..channels {
         let plane = &input[c * h * w..(c + 1) * h * w];
         let dst = &mut out[c * g.oh * ow..(c + 1) * g.oh * ow];
-        // Float32 on AVX-512: one pass per row, which also notes any NaN
-        // in a window.
+        // Float32 on AVX-512: the row kernel, one pass per row (NaN handled
+        // row by row).
         #[cfg(target_arch = "x86_64")]
         if let (true, Some(p), Some(d)) = (avx512 && ow > 0, T::as_f32(plane), T::as_f32_mut(dst)) {
-            let mut nan = false;
             for (oy, line) in d.chunks_mut(ow).enumerate() {
                 let rows = (
                     &p[2 * oy * w..][..w],
                     &p[(2 * oy + 1) * w..][..w],
                     &p[(2 * oy + 2) * w..][..w],
                 );
-                // SAFETY: the feature was detected above.
-                #[allow(unsafe_code)]
-                unsafe {
-                    nan |= avx512::max_row_3x3_s2(rows, line);
-                }
-            }
-            if nan {
-                max_windows_nan(w, xs, ys, plane, dst);
+                max_row_3x3_s2(rows, line);
             }
             continue;
         }
@@ -425,9 +417,11 @@ fn interior(g: &PoolGeom, xs: &[Span]) -> (usize, usize) {
 }
 
 /// One output row of a float32 [`is_valid_3x3_s2`] max pooling from its
-/// three input rows, to the bits [`pool2d`] gives (the convolutions that
-/// pool their own output rows, `direct.rs`, call it). Needs AVX-512F, which
-/// those convolutions run on; returns false, untouched, without it.
+/// three input rows through the AVX-512 row kernel, a row holding a NaN
+/// pooled again window by window as [`max_windows_nan`] does: the one path
+/// of [`pool2d`] and of the convolutions that pool their own rows
+/// (`direct.rs`). Returns false, `out` untouched, without AVX-512F.
+#[inline]
 pub(crate) fn max_row_3x3_s2(rows: (&[f32], &[f32], &[f32]), out: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
@@ -435,20 +429,25 @@ pub(crate) fn max_row_3x3_s2(rows: (&[f32], &[f32], &[f32]), out: &mut [f32]) ->
         #[allow(unsafe_code)]
         let nan = unsafe { avx512::max_row_3x3_s2(rows, out) };
         if nan {
-            // As `max_windows_nan` does: row by row, NaN winning.
-            let (r0, r1, r2) = rows;
-            for (x, o) in out.iter_mut().enumerate() {
-                let mut m = f32::NEG_INFINITY;
-                for row in [r0, r1, r2] {
-                    m = max_nan(m, max_of_nan(&row[2 * x..2 * x + 3]));
-                }
-                *o = m;
-            }
+            max_row_nan(rows, out);
         }
         return true;
     }
     let _ = (rows, out);
     false
+}
+
+/// [`max_row_3x3_s2`]'s row again, window by window as [`max_windows_nan`]
+/// does: input row by input row, NaN winning.
+#[cold]
+fn max_row_nan((r0, r1, r2): (&[f32], &[f32], &[f32]), out: &mut [f32]) {
+    for (x, o) in out.iter_mut().enumerate() {
+        let mut m = f32::NEG_INFINITY;
+        for row in [r0, r1, r2] {
+            m = max_nan(m, max_of_nan(&row[2 * x..2 * x + 3]));
+        }
+        *o = m;
+    }
 }
 
 /// Max pooling of one plane `w` wide, window by window, NaN winning as in
