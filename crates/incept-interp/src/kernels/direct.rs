@@ -69,9 +69,10 @@ fn panel_width(o: usize, p: usize) -> usize {
 ///   → 1.73, 3.90 → 3.75, 5.95 → 5.65), the 35x35 blocks' 5x5 and 3x3
 ///   convolutions (0.95 → 0.76, 0.96 → 0.83, 0.63 → 0.56), and at 17x17 the
 ///   stride-2 reductions into it and the 1x7s (a tile of 12 pixels and one
-///   of 6 per row, 6% computed twice: Mixed_6a.branch3x3 2.78 → 2.57 ms,
-///   branch3x3dbl_3 0.30 → 0.21, a 192-channel 1x7 0.71 → 0.66; with a
-///   tile of 8 after the 12 this path had been 20-35% slower there);
+///   of 5 per row: Mixed_6a.branch3x3 2.78 → 2.57 ms with 12 + 6, then
+///   2.52 → 2.48 with 12 + 5; branch3x3dbl_3 0.30 → 0.21, a 192-channel
+///   1x7 0.71 → 0.66; with a tile of 8 after the 12 this path had been
+///   20-35% slower there);
 /// - a plane that runs as one row ([`flat`]) and on which the GEMM path,
 ///   16 pixels to a vector, would waste more than 3% of its lanes: the
 ///   17x17 blocks' 1x1 and 7x1 convolutions (289 pixels, 19 vectors:
@@ -107,6 +108,19 @@ fn supports(g: &ConvGeom) -> bool {
 /// sums in registers.
 fn tile_pixels(width: usize) -> usize {
     if width > 16 { 12 } else { 16 }
+}
+
+/// Pixels of the tile that ends a span whose last `rest` pixels no whole
+/// tile covers: `rest` itself where its sums are enough to hide the FMA's
+/// latency (10 or more), else the next even count, which may overlap the
+/// tile before by a pixel.
+fn rest_tile(rest: usize, width: usize) -> usize {
+    let sums = rest * width / 16;
+    if sums >= 10 {
+        rest
+    } else {
+        rest.next_multiple_of(2)
+    }
 }
 
 /// Floats of scratch [`conv`] needs: the input with its zero border, when
@@ -442,14 +456,16 @@ fn span_into(
                 &tail,
             );
         }
-        // The rest of the span in the narrowest tile that covers it (an even
-        // number of pixels), ending at the span's end: it overlaps the tile
-        // before by at most one pixel, computed again to the same value (a
-        // whole tile there cost 6% of the 147-pixel stem layers, and made
-        // this path lose on 17-pixel rows).
+        // The rest of the span in a tile of its own width ([`rest_tile`]),
+        // ending at the span's end: a narrow one overlaps the tile before by
+        // at most one pixel, computed again to the same value (a whole tile
+        // there cost 6% of the 147-pixel stem layers, and made this path lose
+        // on 17-pixel rows). Odd widths from 10 sums on took 0.7 ms off the
+        // 35x35 and 17x17 layers (12 + 11 + 12 for 35 pixels, 12 + 5 for 17;
+        // `conv_profile`; bench median -0.5 ms at 1 thread, -0.16 at 2).
         let rest = n - full * px;
         if rest > 0 {
-            let q = rest.next_multiple_of(2);
+            let q = rest_tile(rest, ldw);
             let ox = n - q;
             tile(
                 a,
@@ -464,8 +480,8 @@ fn span_into(
     }
 }
 
-/// One tile: pixels `ox..ox + px` of the row (`px` even, at
-/// most [`tile_pixels`]), a panel's channels (`dst`, weights `w` with rows
+/// One tile: pixels `ox..ox + px` of the row (`px` a [`rest_tile`] width,
+/// at most [`tile_pixels`]), a panel's channels (`dst`, weights `w` with rows
 /// `ldw` long), over all of K.
 fn tile(
     a: &RowArgs<'_>,
@@ -480,7 +496,7 @@ fn tile(
     let nv = ldw / 16;
     let sx = g.stride[1];
     assert!(w.len() >= a.offs.len() * ldw && dst.len() <= ldw && matches!(nv, 1 | 2));
-    assert!(px.is_multiple_of(2) && px <= tile_pixels(ldw));
+    assert!(px == rest_tile(px, ldw) && px <= tile_pixels(ldw));
     assert!(
         dst.iter().all(|d| d.len() >= ox + px),
         "direct: tile past the span"
@@ -494,8 +510,8 @@ fn tile(
     // `k × 16·nv` floats.
     #[allow(unsafe_code)]
     unsafe {
-        // One or two vectors and an even 2..=16 or 2..=12 pixels (asserted),
-        // stride 1 or 2 (`supports`).
+        // One or two vectors and the widths `rest_tile` gives, up to 16 or 12
+        // pixels (asserted), stride 1 or 2 (`supports`).
         macro_rules! pick {
             ($(($nv:literal, $px:literal)),*) => {
                 match (nv, px, sx) {
@@ -513,14 +529,21 @@ fn tile(
             (1, 6),
             (1, 8),
             (1, 10),
+            (1, 11),
             (1, 12),
+            (1, 13),
             (1, 14),
+            (1, 15),
             (1, 16),
             (2, 2),
             (2, 4),
+            (2, 5),
             (2, 6),
+            (2, 7),
             (2, 8),
+            (2, 9),
             (2, 10),
+            (2, 11),
             (2, 12)
         );
         kernel(x.as_ptr(), a.offs, w.as_ptr(), ldw, dst, ox, tail, a.ahead);
@@ -735,7 +758,12 @@ mod tests {
             (9, 7, 40, 130, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
             // One-vector panels (16-pixel tiles), rows of 2 × 16 + 5.
             (5, 9, 37, 16, [3, 3], [1, 1], [1; 4], [1, 1]),
-            // The 17x17 shapes: a 1x7 and a stride-2 reduction into 17-pixel rows.
+            // Odd rests in a tile of their own: 35 = 12 + 12 + 11 pixels
+            // (two vectors), 27 = 16 + 11 (one vector).
+            (8, 9, 35, 32, [3, 3], [1, 1], [1; 4], [1, 1]),
+            (4, 6, 27, 16, [3, 3], [1, 1], [1; 4], [1, 1]),
+            // The 17x17 shapes: a 1x7 and a stride-2 reduction into 17-pixel
+            // rows (12 + 5).
             (20, 17, 17, 40, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
             (10, 35, 35, 36, [3, 3], [2, 2], [0; 4], [1, 1]),
             // Planes run as one row (`flat`): 7x1 padded top and bottom,
