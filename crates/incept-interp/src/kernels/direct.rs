@@ -416,10 +416,17 @@ fn pixels_of(planes: &mut [&mut [f32]], a: &RowArgs<'_>, p0: usize, (lo, hi): (u
         span_into(a, 0, (lo, hi), planes, p0);
         return;
     }
-    for oy in lo / g.ow..hi / g.ow {
-        let at = oy * g.ow - lo;
-        let mut dst: Vec<&mut [f32]> = planes.iter_mut().map(|p| &mut p[at..at + g.ow]).collect();
-        span_into(a, oy * g.stride[0] * a.wp, (0, g.ow), &mut dst, p0);
+    // Panel by panel, each over all the rows: a panel's weights then stay
+    // in L2 while its rows run, where rows outer streamed every panel's
+    // weights (Mixed_6a.branch3x3: 12 × 331 KB) from L3 at every row.
+    // Mixed_6a.branch3x3 2.56 → 2.42 ms, the 17x17 1x7s 0.02 each (1 thread).
+    for (i, panel) in planes.chunks_mut(PANEL).enumerate() {
+        for oy in lo / g.ow..hi / g.ow {
+            let at = oy * g.ow - lo;
+            let mut dst: Vec<&mut [f32]> =
+                panel.iter_mut().map(|p| &mut p[at..at + g.ow]).collect();
+            span_into(a, oy * g.stride[0] * a.wp, (0, g.ow), &mut dst, p0 + i);
+        }
     }
 }
 
