@@ -1,5 +1,7 @@
 //! The element types the interpreter computes in: `f32` (speed) and `f64` (the oracle).
 
+use std::borrow::Cow;
+
 use incept_ir::{Tensor, TensorData};
 
 /// A float type kernels are generic over.
@@ -30,8 +32,11 @@ pub trait Float:
     fn is_nan(self) -> bool;
     /// Wraps a buffer as a tensor.
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor>;
-    /// The tensor's elements converted to this type, rounding to nearest.
-    fn from_tensor(t: &Tensor) -> Vec<Self>;
+    /// The tensor's elements converted to this type, rounding to nearest;
+    /// borrowed when the tensor already holds this type (a run's input is
+    /// then not copied twice: a fresh megabyte each run cost its page
+    /// faults too).
+    fn from_tensor(t: &Tensor) -> Cow<'_, [Self]>;
     /// Like [`Float::from_tensor`], reusing the tensor's storage when it
     /// already holds this type (no copy of the weights).
     fn take_tensor(t: Tensor) -> Vec<Self>;
@@ -58,10 +63,10 @@ impl Float for f32 {
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor> {
         Tensor::new(shape, TensorData::F32(data)).ok()
     }
-    fn from_tensor(t: &Tensor) -> Vec<Self> {
+    fn from_tensor(t: &Tensor) -> Cow<'_, [Self]> {
         match t.data() {
-            TensorData::F32(v) => v.clone(),
-            _ => t.to_f64_vec().into_iter().map(|x| x as f32).collect(),
+            TensorData::F32(v) => Cow::Borrowed(v),
+            _ => Cow::Owned(t.to_f64_vec().into_iter().map(|x| x as f32).collect()),
         }
     }
     fn take_tensor(t: Tensor) -> Vec<Self> {
@@ -94,8 +99,11 @@ impl Float for f64 {
     fn tensor(shape: Vec<usize>, data: Vec<Self>) -> Option<Tensor> {
         Tensor::new(shape, TensorData::F64(data)).ok()
     }
-    fn from_tensor(t: &Tensor) -> Vec<Self> {
-        t.to_f64_vec()
+    fn from_tensor(t: &Tensor) -> Cow<'_, [Self]> {
+        match t.data() {
+            TensorData::F64(v) => Cow::Borrowed(v),
+            _ => Cow::Owned(t.to_f64_vec()),
+        }
     }
     fn take_tensor(t: Tensor) -> Vec<Self> {
         widen(t.into_parts().1)

@@ -125,7 +125,8 @@ pub fn prepare_weights<T: Float>(
     let param =
         |node: &incept_ir::Node, i: usize| tensor(node, i).map(incept_ir::Tensor::to_f64_vec);
     // Convolution weights go straight to T (no f64 detour for the bulk of the model).
-    let typed = |node: &incept_ir::Node, i: usize| tensor(node, i).map(T::from_tensor);
+    let typed =
+        |node: &incept_ir::Node, i: usize| tensor(node, i).map(|t| T::from_tensor(t).into_owned());
     let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
     let mut out = Vec::with_capacity(graph.nodes.len());
     for ((node, &need), conv_weight) in graph.nodes.iter().zip(needed).zip(conv_weights) {
