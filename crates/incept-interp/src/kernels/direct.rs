@@ -225,7 +225,7 @@ fn prepare<'a>(
             let half = g.c / 2;
             let (sa, sb) = scratch.split_at_mut(half * hp * wp);
             let (xa, xb) = x[..g.c * g.h * g.w].split_at(half * g.h * g.w);
-            rayon::join(|| pad_into(g, xa, sa), || pad_into(g, xb, sb));
+            super::balance::join_spinning(|| pad_into(g, xa, sa), || pad_into(g, xb, sb));
         } else {
             pad_into(g, x, scratch);
         }
