@@ -704,6 +704,46 @@ fn im2col<T: Float>(
 mod tests {
     use super::*;
 
+    /// The padded copy holds each input element at its shifted place and
+    /// zero elsewhere, for side borders of 0-3, rows narrower and wider
+    /// than a vector, and garbage left in the buffer before.
+    #[test]
+    fn pad_into_places_the_input_inside_a_zero_border() {
+        for (c, h, w, pads) in [
+            (3, 5, 5, [1, 1, 1, 1]),
+            (2, 17, 17, [0, 3, 0, 3]),
+            (2, 17, 17, [3, 0, 3, 0]),
+            (2, 6, 35, [2, 2, 2, 2]),
+            (1, 4, 40, [1, 0, 2, 3]),
+            (1, 3, 14, [0, 2, 1, 0]),
+        ] {
+            let g = ConvGeom::from_input((c, h, w), 1, [1, 1], [1, 1], pads, [1, 1], 1);
+            let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
+            let (hp, wp) = padded_size(&g);
+            let mut buf = vec![f32::NAN; c * hp * wp];
+            pad_into(&g, &x, &mut buf);
+            for ch in 0..c {
+                for y in 0..hp {
+                    for xx in 0..wp {
+                        let inside = (pads[0]..pads[0] + h).contains(&y)
+                            && (pads[1]..pads[1] + w).contains(&xx);
+                        let want = if inside {
+                            x[(ch * h + y - pads[0]) * w + xx - pads[1]]
+                        } else {
+                            0.0
+                        };
+                        let got = buf[(ch * hp + y) * wp + xx];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{pads:?} w {w} at {ch},{y},{xx}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Direct definition of the convolution, for checking the GEMM path.
     fn naive(g: &ConvGeom, x: &[f64], w: &[f64]) -> Vec<f64> {
         let mut out = vec![0.0; g.o * g.oh * g.ow];
