@@ -167,6 +167,7 @@ fn image_step<T: Float>(
             direct,
             epilogue,
             pool,
+            layout,
             ..
         } => {
             // Scratch outlives the step: im2col buffers are reused across layers and runs.
@@ -179,11 +180,12 @@ fn image_step<T: Float>(
                 (None, Some(p)) => Weights::Packed(p),
                 (None, None) => Weights::Plain(weight),
             };
-            match (pool, direct) {
-                (Some(p), Some(d)) => {
-                    conv2d_direct(geom, Some(p), x, d, epilogue, y, &mut s, threads);
+            match direct {
+                Some(d) => {
+                    let p = pool.as_deref();
+                    conv2d_direct(geom, p, x, d, epilogue, y, &mut s, threads, *layout);
                 }
-                _ => conv2d(geom, x, w, epilogue, y, &mut s, threads),
+                None => conv2d(geom, x, w, epilogue, y, &mut s, threads),
             }
             if let Ok(mut p) = scratch.lock() {
                 p.push(s);

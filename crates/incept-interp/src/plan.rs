@@ -280,6 +280,11 @@ pub enum Step<T> {
         /// complete (`direct::conv_pool`); `output` then holds the pooled
         /// values, and the convolution's own output is never stored.
         pool: Option<Box<PoolGeom>>,
+        /// Whether the input holds this layer's zero border, and the border
+        /// (its consumer's padding) the output is written inside: set
+        /// between two direct convolutions, so the second one does not copy
+        /// its input with a border first (`direct::Layout`).
+        layout: direct::Layout,
         /// Input.
         input: Slot,
         /// Output.
@@ -512,6 +517,53 @@ pub fn build_plan<T: Float>(
         (v, off)
     };
 
+    // Values stored inside their consumer's zero border: the output of a
+    // direct convolution read only by a padded direct convolution, which
+    // then reads it in place (no padded copy, `direct::Layout`). Not for a
+    // value that is kept (tapped), shared (a concat part) or pooled.
+    let mut border: Vec<Option<[usize; 4]>> = vec![None; nv];
+    let direct_conv = |n: NodeId| {
+        matches!(graph.nodes[n].op, Op::Conv2d(_))
+            && matches!(
+                &weights[n],
+                NodeWeights::Conv {
+                    direct: Some(_),
+                    ..
+                }
+            )
+    };
+    let group_of_output: HashMap<ValueId, &Group> =
+        groups.iter().map(|g| (group_output(g), g)).collect();
+    for g in &groups {
+        let head = g.nodes[0];
+        let (Some(&v), Some(gc)) = (
+            graph.nodes[head].inputs.first(),
+            conv_geom(graph, &graph.nodes[head]),
+        ) else {
+            continue;
+        };
+        let Some(producer) = group_of_output.get(&v) else {
+            continue;
+        };
+        let p_head = producer.nodes[0];
+        let pooled = producer
+            .nodes
+            .iter()
+            .any(|&n| matches!(graph.nodes[n].op, Op::Pool2d(_)));
+        if direct_conv(head)
+            && direct_conv(p_head)
+            && !pooled
+            && gc.pads != [0; 4]
+            && sole_consumer(v) == Some(head)
+            && parent[v].is_none()
+            && !graph.inputs.contains(&v)
+            && conv_geom(graph, &graph.nodes[p_head])
+                .is_some_and(|gp| direct::writes_padded(&gp, gc.pads))
+        {
+            border[v] = Some(gc.pads);
+        }
+    }
+
     // 3. Live ranges of each root's storage, in step indices.
     let n_steps = groups.len();
     let mut first = vec![usize::MAX; nv];
@@ -537,7 +589,13 @@ pub fn build_plan<T: Float>(
         touch(v, n_steps, &mut first, &mut last);
     }
     // 4. Physical buffers: greedy reuse of freed buffers, best fit by size.
-    let per_image = |v: ValueId| graph.values[v].ty.numel_per_item();
+    let per_image = |v: ValueId| match border[v] {
+        Some([t, l, b, r]) => {
+            let [_, c, h, w] = dims4(graph, v);
+            c * (h + t + b) * (w + l + r)
+        }
+        None => graph.values[v].ty.numel_per_item(),
+    };
     let mut roots: Vec<ValueId> = (0..nv)
         .filter(|&v| materialized[v] && parent[v].is_none() && first[v] != usize::MAX)
         .collect();
@@ -642,6 +700,10 @@ pub fn build_plan<T: Float>(
                         _ => {}
                     }
                 }
+                let layout = direct::Layout {
+                    padded_input: head.inputs.first().is_some_and(|&v| border[v].is_some()),
+                    out_pads: border[out_v].unwrap_or([0; 4]),
+                };
                 Step::Conv {
                     geom,
                     weight: Arc::clone(weight),
@@ -649,6 +711,7 @@ pub fn build_plan<T: Float>(
                     direct: direct.clone(),
                     epilogue,
                     pool,
+                    layout,
                     input,
                     output,
                 }

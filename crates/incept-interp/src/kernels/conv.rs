@@ -150,7 +150,8 @@ pub fn conv2d<T: Float>(
     let weight = match weight {
         Weights::Plain(w) => w,
         Weights::Direct(d) => {
-            conv2d_direct(g, None, input, d, epilogue, out, scratch, threads);
+            let plain = direct::Layout::default();
+            conv2d_direct(g, None, input, d, epilogue, out, scratch, threads, plain);
             return;
         }
         Weights::Packed(p) => {
@@ -266,7 +267,9 @@ fn padded_copy_fits(g: &ConvGeom, threads: usize) -> bool {
 /// `out = epilogue(conv(input))` through the direct kernel, then max
 /// pooled with `pool` when given: the kernel pools the convolution's rows
 /// as they complete (`direct::conv_pool`; the plan fuses a pooling only
-/// where [`direct::pools`] takes it).
+/// where [`direct::pools`] takes it). `layout` says whether the input holds
+/// the layer's zero border already, and which border to write the output
+/// inside (none with a pooling).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_direct<T: Float>(
     g: &ConvGeom,
@@ -277,17 +280,30 @@ pub fn conv2d_direct<T: Float>(
     out: &mut [T],
     scratch: &mut Vec<T>,
     threads: usize,
+    layout: direct::Layout,
 ) {
     let (Some(x), Some(y)) = (T::as_f32(input), T::as_f32_mut(out)) else {
         unreachable!("weights are packed only for float32");
     };
     let tail = tail_of(epilogue);
-    let Some(padded) = T::as_f32_mut(scratch_of(scratch, direct::scratch_len(g))) else {
+    let need = if layout.padded_input {
+        0
+    } else {
+        direct::scratch_len(g)
+    };
+    let Some(padded) = T::as_f32_mut(scratch_of(scratch, need)) else {
         unreachable!("weights are packed only for float32");
     };
     match pool {
-        Some(p) => direct::conv_pool(g, x, weight, &tail, p, y, padded, threads),
-        None => direct::conv(g, x, weight, &tail, y, padded, threads),
+        Some(p) => {
+            assert!(
+                layout.out_pads == [0; 4],
+                "conv: a pooled output written inside borders"
+            );
+            let padded_input = layout.padded_input;
+            direct::conv_pool(g, x, weight, &tail, p, y, padded, threads, padded_input);
+        }
+        None => direct::conv(g, x, weight, &tail, y, padded, threads, layout),
     }
 }
 
