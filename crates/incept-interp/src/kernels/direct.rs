@@ -77,30 +77,38 @@ fn panel_width(o: usize, p: usize) -> usize {
 ///   16 pixels to a vector, would waste more than 3% of its lanes: the
 ///   17x17 blocks' 1x1 and 7x1 convolutions (289 pixels, 19 vectors:
 ///   0.377 → 0.353 ms for a 768 → 192 1x1, 0.678 → 0.620 for a 192-channel
-///   7x1).
+///   7x1);
+/// - a stride-2 window over rows of 8 pixels or more, row by row, each row
+///   one tile: the reductions into 8x8, whose input the GEMM path unfolds
+///   first (Mixed_7a.branch3x3_2 0.38 → 0.34 ms, branch7x7x3_4 0.26 →
+///   0.21; at 2 threads 0.24 → 0.19 and 0.17 → 0.12).
 ///
-/// At 8x8 (64 pixels, no waste in the GEMM) and on the 35x35 1x1s the GEMM
-/// stays faster.
+/// At 8x8 with stride 1 (64 pixels, no waste in the GEMM) and on the 35x35
+/// 1x1s the GEMM stays faster.
 pub fn fits(g: &ConvGeom) -> bool {
     let taps = g.kernel[0] * g.kernel[1];
     let plane = g.oh * g.ow;
     // Lanes the GEMM path computes in vain: its pixels run 16 to a vector.
     let ragged = plane.next_multiple_of(16) - plane;
-    supports(g) && ((taps > 1 && g.ow >= 17) || (flat(g) && ragged * 32 > plane))
+    let rows = g.ow >= 17 || (g.stride[1] == 2 && g.ow >= 8);
+    supports(g) && ((taps > 1 && rows) || (flat(g) && ragged * 32 > plane))
 }
 
 /// True when [`conv`] can run this geometry at all: one group, stride 1 or
-/// 2 along the width, output rows at least one tile wide.
+/// 2 along the width, and rows (or a [`flat`] plane) that the tiles cover
+/// without starting before them.
 fn supports(g: &ConvGeom) -> bool {
-    let widest_tile = (0..g.o.div_ceil(PANEL))
-        .map(|p| tile_pixels(panel_width(g.o, p)))
-        .max()
-        .unwrap_or(0);
+    let covers = |n: usize| {
+        (0..g.o.div_ceil(PANEL)).all(|p| {
+            let width = panel_width(g.o, p);
+            n >= tile_pixels(width) || rest_tile(n, width) <= n
+        })
+    };
     // Offsets into the (padded) input are 32-bit.
     let small = u32::try_from(scratch_len(g).max(g.c * g.h * g.w)).is_ok();
     g.groups == 1
         && matches!(g.stride[1], 1 | 2)
-        && (g.ow >= widest_tile || (flat(g) && g.oh * g.ow >= widest_tile))
+        && (covers(g.ow) || (flat(g) && covers(g.oh * g.ow)))
         && small
 }
 
@@ -865,6 +873,11 @@ mod tests {
             (9, 7, 40, 130, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
             // One-vector panels (16-pixel tiles), rows of 2 × 16 + 5.
             (5, 9, 37, 16, [3, 3], [1, 1], [1; 4], [1, 1]),
+            // Stride-2 reductions into rows narrower than a tile (8 pixels,
+            // the 8x8 blocks' input; a two-vector and a one-vector panel;
+            // 10 pixels, one vector).
+            (24, 17, 17, 40, [3, 3], [2, 2], [0; 4], [1, 1]),
+            (7, 21, 21, 16, [3, 3], [2, 2], [0; 4], [1, 1]),
             // Odd rests in a tile of their own: 35 = 12 + 12 + 11 pixels
             // (two vectors), 27 = 16 + 11 (one vector).
             (8, 9, 35, 32, [3, 3], [1, 1], [1; 4], [1, 1]),
@@ -886,6 +899,10 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
+        // A row of 9 no tile covers (9 sums are too few for an odd tile of
+        // one vector, and one of 10 would start before the row).
+        let nine = ConvGeom::from_input((7, 19, 19), 16, [3, 3], [2, 2], [0; 4], [1, 1], 1);
+        assert!(!supports(&nine));
         for &(c, h, w, o, kernel, stride, pads, dilation) in cases {
             let g = ConvGeom::from_input((c, h, w), o, kernel, stride, pads, dilation, 1);
             let (oh, ow) = (g.oh, g.ow);
