@@ -348,7 +348,7 @@ pub(crate) fn pad_into(g: &ConvGeom, x: &[f32], buf: &mut [f32]) {
 /// Zeroes a side border, a few floats: stores, where `fill` called
 /// `memset` twice per row (125 000 calls a run, about 1% of it).
 #[inline(always)]
-fn zero_few(s: &mut [f32]) {
+pub(crate) fn zero_few(s: &mut [f32]) {
     match s {
         [] => {}
         [a] => *a = 0.0,

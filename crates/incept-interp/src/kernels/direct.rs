@@ -11,7 +11,7 @@
 //! over blocks of [`KC`] products, the first block stored and each later
 //! one added into the output, then the tail (`y · scale + shift`, ReLU).
 
-use super::conv::{ConvGeom, pad_into, padded_size};
+use super::conv::{ConvGeom, pad_into, padded_size, zero_few};
 use super::pool::PoolGeom;
 use super::sgemm::{KC, Tail};
 use incept_ir::op::PoolKind;
@@ -259,8 +259,9 @@ fn zero_border(p: &mut [f32], (h, w): (usize, usize), [top, left, bottom, right]
     tail[..bottom * pitch].fill(0.0);
     if left + right > 0 {
         for row in rows.chunks_exact_mut(pitch) {
-            row[..left].fill(0.0);
-            row[left + w..].fill(0.0);
+            // Stores, not a `memset` call per side per row.
+            zero_few(&mut row[..left]);
+            zero_few(&mut row[left + w..]);
         }
     }
 }
