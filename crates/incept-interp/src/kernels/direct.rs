@@ -559,7 +559,19 @@ fn span_into(
         };
         let px = tile_pixels(ldw);
         let n = hi - lo;
-        let full = n / px;
+        let mut full = n / px;
+        // A two-vector panel's rest of 1-4 pixels would run in a tile of
+        // 8 sums or fewer, too few to hide the FMA latency: the last whole
+        // tile and the rest run as two tiles of 5-8 pixels instead (147 =
+        // 11 · 12 + 8 + 7 for the stem's rows, not 12 · 12 + 4: Conv2d_2a
+        // -0.02..-0.045 ms, 2b -0.03..-0.07, 1 and 2 threads, 2 x 10
+        // in-process alternations).
+        let mut ends: [usize; 2] = [0, 0];
+        if ldw > 16 && full >= 1 && (1..5).contains(&(n - full * px)) {
+            full -= 1;
+            let both = n - full * px;
+            ends = [both.div_ceil(2), both / 2];
+        }
         for t in 0..full {
             let ox = t * px;
             tile(
@@ -579,6 +591,22 @@ fn span_into(
         // on 17-pixel rows). Odd widths from 10 sums on took 0.7 ms off the
         // 35x35 and 17x17 layers (12 + 11 + 12 for 35 pixels, 12 + 5 for 17;
         // `conv_profile`; bench median -0.5 ms at 1 thread, -0.16 at 2).
+        if ends[0] > 0 {
+            let mut ox = full * px;
+            for q in ends {
+                tile(
+                    a,
+                    &a.xp[base + (lo + ox) * sx..],
+                    (w, ldw),
+                    q,
+                    ox,
+                    dst,
+                    &tail,
+                );
+                ox += q;
+            }
+            continue;
+        }
         let rest = n - full * px;
         if rest > 0 {
             let q = rest_tile(rest, ldw);
