@@ -83,15 +83,22 @@ fn panel_width(o: usize, p: usize) -> usize {
 ///   first (Mixed_7a.branch3x3_2 0.38 → 0.34 ms, branch7x7x3_4 0.26 →
 ///   0.21; at 2 threads 0.24 → 0.19 and 0.17 → 0.12).
 ///
-/// At 8x8 with stride 1 (64 pixels, no waste in the GEMM) and on the 35x35
-/// 1x1s the GEMM stays faster.
+/// - the 35x35 blocks' 1x1s as one row too (1225 pixels), where the GEMM's
+///   6-row tiles leave 4 and 2 rows over on 64- and 32-channel layers: the
+///   13 of them 2.13 → 2.07 ms at 1 thread (3 x 8 in-process alternations,
+///   -0.02..-0.09), 1.115 → 1.06 at 2.
+///
+/// At 8x8 with stride 1 (64 pixels, no waste in the GEMM) the GEMM stays
+/// faster (the 8x8 blocks' 1x1s: 2.35 → 2.75 ms on this path), and at
+/// 73x73 (Conv2d_3b, 0.27 → 0.28).
 pub fn fits(g: &ConvGeom) -> bool {
     let taps = g.kernel[0] * g.kernel[1];
     let plane = g.oh * g.ow;
     // Lanes the GEMM path computes in vain: its pixels run 16 to a vector.
     let ragged = plane.next_multiple_of(16) - plane;
     let rows = g.ow >= 17 || (g.stride[1] == 2 && g.ow >= 8);
-    supports(g) && ((taps > 1 && rows) || (flat(g) && ragged * 32 > plane))
+    let whole = ragged * 32 > plane || (1024..=2048).contains(&plane);
+    supports(g) && ((taps > 1 && rows) || (flat(g) && whole))
 }
 
 /// True when [`conv`] can run this geometry at all: one group, stride 1 or
