@@ -167,8 +167,8 @@ pub fn conv2d<T: Float>(
                 };
                 sgemm::gemm(y, n, p, &Dense { b: x, ldb: n }, n, &tail, threads);
             } else if g.pads == [0; 4] || padded_copy_fits(g, threads) {
-                // Unpadded (the stride-2 reductions into 8x8; the stem's and
-                // the 17x17 ones run in `direct.rs`): each block is gathered
+                // Unpadded (the stride-2 reductions run in `direct.rs`, into
+                // 8x8 as into 17x17, and so do the stem's): each block is gathered
                 // from the input, or from its stride phases, straight into
                 // the kernel's buffer. Padded, stride 1, with a padded copy
                 // that fits in L2 (the 8x8 blocks' 1x3, 3x1 and 3x3
