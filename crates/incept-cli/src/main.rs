@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check failed, 2 an error (bad arguments, a
 //! file that cannot be read). Errors go to stderr as one paragraph.
 
+mod alloc;
 mod cli;
 mod commands;
 mod input;
@@ -14,6 +15,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+
+#[global_allocator]
+static ALLOCATOR: alloc::HugePages = alloc::HugePages;
 
 /// What a successful command concluded.
 pub enum Outcome {
