@@ -274,8 +274,8 @@ fn zero_border(p: &mut [f32], (h, w): (usize, usize), [top, left, bottom, right]
 }
 
 /// What [`conv`] and [`conv_pool`] share before their rows: checks of the
-/// slices, the input with its zero border (or the input itself), and the
-/// offsets of K's taps, in K's order (channel, kernel row, kernel column),
+/// slices, the input with its zero border (copied, or the input itself
+/// when `padded_input` or unpadded), and the offsets of K's taps, in K's order (channel, kernel row, kernel column),
 /// with the assertion that every window lies inside that input.
 fn prepare<'a>(
     g: &ConvGeom,
@@ -346,7 +346,9 @@ pub fn pools(g: &ConvGeom, p: &PoolGeom) -> bool {
 /// takes, `out` `[O, POH, POW]`: the convolution's rows go through a ring
 /// of three rows per channel and are pooled as they complete, so the
 /// convolution's whole output (Conv2d_2b's 5.5 MB) is never written out
-/// and read back. The same bits as [`conv`] and then the pooling.
+/// and read back. The same bits as [`conv`] and then the pooling. With
+/// `padded_input`, `x` holds the layer's zero border already
+/// ([`Layout::padded_input`]).
 /// Panics if a slice is too short for the geometry (a bug check).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_pool(
@@ -579,17 +581,17 @@ fn span_into(
             let both = n - full * px;
             ends = [both.div_ceil(2), both / 2];
         }
+        let mut run = |ox: usize, q: usize| {
+            let x = &a.xp[base + (lo + ox) * sx..];
+            tile(a, x, (w, ldw), q, ox, dst, &tail);
+        };
         for t in 0..full {
-            let ox = t * px;
-            tile(
-                a,
-                &a.xp[base + (lo + ox) * sx..],
-                (w, ldw),
-                px,
-                ox,
-                dst,
-                &tail,
-            );
+            run(t * px, px);
+        }
+        if ends[0] > 0 {
+            run(full * px, ends[0]);
+            run(full * px + ends[0], ends[1]);
+            continue;
         }
         // The rest of the span in a tile of its own width ([`rest_tile`]),
         // ending at the span's end: a narrow one overlaps the tile before by
@@ -598,35 +600,10 @@ fn span_into(
         // on 17-pixel rows). Odd widths from 10 sums on took 0.7 ms off the
         // 35x35 and 17x17 layers (12 + 11 + 12 for 35 pixels, 12 + 5 for 17;
         // `conv_profile`; bench median -0.5 ms at 1 thread, -0.16 at 2).
-        if ends[0] > 0 {
-            let mut ox = full * px;
-            for q in ends {
-                tile(
-                    a,
-                    &a.xp[base + (lo + ox) * sx..],
-                    (w, ldw),
-                    q,
-                    ox,
-                    dst,
-                    &tail,
-                );
-                ox += q;
-            }
-            continue;
-        }
         let rest = n - full * px;
         if rest > 0 {
             let q = rest_tile(rest, ldw);
-            let ox = n - q;
-            tile(
-                a,
-                &a.xp[base + (lo + ox) * sx..],
-                (w, ldw),
-                q,
-                ox,
-                dst,
-                &tail,
-            );
+            run(n - q, q);
         }
     }
 }
