@@ -7,7 +7,8 @@ here and now, peers interleaved with incept, and reported as a ratio:
 - inference: `incept bench` (model.pth, BatchNorm kept and fused by incept) vs
   onnxruntime (CPUExecutionProvider, same thread count, all graph
   optimisations) on `ts_folded.onnx`, the export of the same weights that
-  onnxruntime runs fastest; batch 1 and 8, 1 and 2 threads. The machine's
+  onnxruntime runs fastest; batch 1 and 8, 1 and 2 threads, in three rounds
+  that alternate which of the two runs first. The machine's
   GEMM rate (onnxruntime's MatMul, 2048^3 float32) is measured in the same run.
 - loading: `incept report model.pth` (read, validate, bind to the template)
   vs `torch.load(weights_only=True)`, wall time and peak resident memory of
@@ -28,6 +29,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+# Alternating rounds of incept and onnxruntime per configuration (odd, so
+# one round's median is the median).
+ROUNDS = 3
 
 
 def run_child(cmd: list[str]) -> tuple[float, float, str]:
@@ -55,8 +61,8 @@ def incept_bench(incept: Path, model: Path, batch: int, threads: int, iters: int
     return r
 
 
-def ort_bench(onnx_path: Path, batch: int, threads: int, iters: int) -> dict:
-    import numpy as np
+def ort_session(onnx_path: Path, threads: int):
+    """An onnxruntime session as its users would open it for speed."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -64,7 +70,13 @@ def ort_bench(onnx_path: Path, batch: int, threads: int, iters: int) -> dict:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_bench(sess, batch: int, iters: int) -> dict:
+    """Median and minimum of `iters` timed runs after 3 warm-up runs."""
+    import numpy as np
+
     x = np.random.default_rng(0).standard_normal((batch, 3, 299, 299), dtype=np.float32)
     name = sess.get_inputs()[0].name
     for _ in range(3):
@@ -76,6 +88,26 @@ def ort_bench(onnx_path: Path, batch: int, threads: int, iters: int) -> dict:
         times.append((time.perf_counter() - t) * 1e3)
     times.sort()
     return {"median_ms": statistics.median(times), "min_ms": times[0]}
+
+
+def side_by_side(incept: Path, model: Path, sess, batch: int, threads: int, iters: int) -> tuple[dict, dict]:
+    """incept and onnxruntime in ROUNDS alternating rounds (A B, B A, A B), so a
+    change in the machine's speed during the run (these shared VMs speed up and
+    slow down for minutes at a time) falls on both: each side's figure is the
+    median of its rounds' medians (the round itself, for incept's other fields),
+    and the minimum of their minimums."""
+    ours, theirs = [], []
+    for r in range(ROUNDS):
+        if r % 2 == 0:
+            theirs.append(ort_bench(sess, batch, iters))
+            ours.append(incept_bench(incept, model, batch, threads, iters))
+        else:
+            ours.append(incept_bench(incept, model, batch, threads, iters))
+            theirs.append(ort_bench(sess, batch, iters))
+    mid = lambda rounds: sorted(rounds, key=lambda x: x["median_ms"])[len(rounds) // 2]
+    i = dict(mid(ours), min_ms=min(x["min_ms"] for x in ours))
+    o = dict(mid(theirs), min_ms=min(x["min_ms"] for x in theirs))
+    return i, o
 
 
 def gemm_rate(threads: int) -> float:
@@ -174,8 +206,9 @@ def main() -> int:
     peak_b1 = None
     for batch, threads in configs:
         iters = (10 if args.quick else 20) if batch == 1 else (3 if args.quick else 6)
-        o = ort_bench(onnx_path, batch, threads, iters)
-        i = incept_bench(args.incept, model, batch, threads, iters)
+        sess = ort_session(onnx_path, threads)
+        i, o = side_by_side(args.incept, model, sess, batch, threads, iters)
+        del sess
         g = gemm_rate(threads)
         if batch == 1 and threads == 2:
             peak_b1 = i
@@ -201,7 +234,10 @@ def main() -> int:
             "side in one run on the full-size Inception V3 (`fixtures/full`, from `cargo xtask fixtures --full`).\n"
             "Ratios below 1 mean incept is faster or smaller. onnxruntime runs `ts_folded.onnx` (BatchNorm folded by\n"
             "the exporter: its fastest input); incept runs `model.pth` (BatchNorm kept, fused into each convolution's\n"
-            "epilogue). These machines are shared: rerun before drawing conclusions from small differences.\n\n"
+            "epilogue). Each configuration runs in three alternating rounds (onnxruntime then incept, incept then\n"
+            "onnxruntime, onnxruntime then incept), each side's figure the median of its rounds' medians, so that\n"
+            "a change in the machine's speed during the run falls on both. These machines are shared: rerun before\n"
+            "drawing conclusions from small differences.\n\n"
             "Per layer, side by side: `cargo run --release -p incept-interp --example conv_profile --\n"
             "fixtures/full/model.pth [threads]` and `.venv/bin/python xtask/bench/ort_profile.py\n"
             "fixtures/full/ts_folded.onnx [threads]`; the GEMM alone, warm and cold:\n"
