@@ -68,11 +68,11 @@ fn panel_width(o: usize, p: usize) -> usize {
 ///   row by row: the stem's Conv2d_1a, 2a, 2b and 4a (0.57 → 0.42 ms, 2.18
 ///   → 1.73, 3.90 → 3.75, 5.95 → 5.65), the 35x35 blocks' 5x5 and 3x3
 ///   convolutions (0.95 → 0.76, 0.96 → 0.83, 0.63 → 0.56), and at 17x17 the
-///   stride-2 reductions into it and the 1x7s (a tile of 12 pixels and one
-///   of 5 per row: Mixed_6a.branch3x3 2.78 → 2.57 ms with 12 + 6, then
-///   2.52 → 2.48 with 12 + 5; branch3x3dbl_3 0.30 → 0.21, a 192-channel
-///   1x7 0.71 → 0.66; with a tile of 8 after the 12 this path had been
-///   20-35% slower there);
+///   stride-2 reductions into it and the 1x7s (a tile of 9 pixels and one
+///   of 8 per row: Mixed_6a.branch3x3 2.78 → 2.57 ms with 12 + 6, 2.52 →
+///   2.48 with 12 + 5, 2.48 → 2.34 with 9 + 8; branch3x3dbl_3 0.30 → 0.21,
+///   a 192-channel 1x7 0.71 → 0.66; with a tile of 8 after a tile of 12
+///   this path had been 20-35% slower there);
 /// - a plane that runs as one row ([`flat`]) and on which the GEMM path,
 ///   16 pixels to a vector, would waste more than 3% of its lanes: the
 ///   17x17 blocks' 1x1 and 7x1 convolutions (289 pixels, 19 vectors:
@@ -569,14 +569,17 @@ fn span_into(
         let px = tile_pixels(ldw);
         let n = hi - lo;
         let mut full = n / px;
-        // A two-vector panel's rest of 1-4 pixels would run in a tile of
-        // 8 sums or fewer, too few to hide the FMA latency: the last whole
-        // tile and the rest run as two tiles of 5-8 pixels instead (147 =
-        // 11 · 12 + 8 + 7 for the stem's rows, not 12 · 12 + 4: Conv2d_2a
-        // -0.02..-0.045 ms, 2b -0.03..-0.07, 1 and 2 threads, 2 x 10
-        // in-process alternations).
+        // A two-vector panel's rest of 1-6 pixels and the last whole tile run
+        // as two tiles of 5-9 pixels: a tile of 4 pixels or fewer has too few
+        // sums (8) to hide the FMA latency, and one of 5 or 6 spends as many
+        // loop instructions per K index as a tile of 12 on half the FMAs.
+        // 147 = 11 · 12 + 8 + 7 (not 12 · 12 + 4): Conv2d_2a -0.02..-0.045
+        // ms, 2b -0.03..-0.07 at 1 and 2 threads. 17 = 9 + 8 (not 12 + 5):
+        // Mixed_6a.branch3x3 2.48 → 2.34 ms, the 1x7s -0.003..-0.02 each;
+        // bench median -0.3 ms at 1 thread, -0.13 at 2 (in-process
+        // alternations).
         let mut ends: [usize; 2] = [0, 0];
-        if ldw > 16 && full >= 1 && (1..5).contains(&(n - full * px)) {
+        if ldw > 16 && full >= 1 && (1..7).contains(&(n - full * px)) {
             full -= 1;
             let both = n - full * px;
             ends = [both.div_ceil(2), both / 2];
@@ -598,8 +601,8 @@ fn span_into(
         // at most one pixel, computed again to the same value (a whole tile
         // there cost 6% of the 147-pixel stem layers, and made this path lose
         // on 17-pixel rows). Odd widths from 10 sums on took 0.7 ms off the
-        // 35x35 and 17x17 layers (12 + 11 + 12 for 35 pixels, 12 + 5 for 17;
-        // `conv_profile`; bench median -0.5 ms at 1 thread, -0.16 at 2).
+        // 35x35 and 17x17 layers (12 + 12 + 11 for 35 pixels, then 12 + 5 for
+        // 17; `conv_profile`; bench median -0.5 ms at 1 thread, -0.16 at 2).
         let rest = n - full * px;
         if rest > 0 {
             let q = rest_tile(rest, ldw);
