@@ -588,7 +588,13 @@ pub fn build_plan<T: Float>(
     for (v, _) in pinned.iter().enumerate().filter(|(_, p)| **p) {
         touch(v, n_steps, &mut first, &mut last);
     }
-    // 4. Physical buffers: greedy reuse of freed buffers, best fit by size.
+    // 4. Physical buffers: greedy reuse of freed buffers, the one freed last
+    // among those large enough (else the one freed last, grown). A buffer
+    // just read is still in L2 or L3, where one freed early in the run has
+    // been pushed out by the weights since, and writing a value to memory
+    // that is not in cache costs a read of every line first: bench median
+    // -0.03..-0.23 ms at 1 and 2 threads (4 x 30 in-process alternations)
+    // against the best fit by size.
     let per_image = |v: ValueId| match border[v] {
         Some([t, l, b, r]) => {
             let [_, c, h, w] = dims4(graph, v);
@@ -607,7 +613,7 @@ pub fn build_plan<T: Float>(
         let need = per_image(r);
         let candidate = (0..buffers.len())
             .filter(|&b| free_at[b] < first[r])
-            .min_by_key(|&b| (buffers[b] < need, buffers[b].abs_diff(need)));
+            .min_by_key(|&b| (buffers[b] < need, std::cmp::Reverse(free_at[b])));
         let b = match candidate {
             Some(b) => {
                 buffers[b] = buffers[b].max(need);
