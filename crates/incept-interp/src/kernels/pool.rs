@@ -745,6 +745,65 @@ mod tests {
         }
     }
 
+    /// The 3x3 same average pooling in float32 gives the bits of the scalar
+    /// sums (rows in order, then columns in order, then the reciprocal),
+    /// signed zeros and NaN included, for widths under, at and over a
+    /// vector, with and without the padding counted.
+    #[test]
+    fn avg_same_3x3_float32_keeps_the_scalar_bits() {
+        for (h, w) in [(2, 2), (3, 5), (8, 16), (17, 17), (4, 33), (5, 35)] {
+            for count_include_pad in [false, true] {
+                let g = PoolGeom {
+                    kind: PoolKind::Avg,
+                    c: 3,
+                    h,
+                    w,
+                    oh: h,
+                    ow: w,
+                    kernel: [3, 3],
+                    stride: [1, 1],
+                    pads: [1; 4],
+                    count_include_pad,
+                };
+                let mut x: Vec<f32> = (0..3 * h * w)
+                    .map(|i| match i % 11 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        _ => ((i * 7919) % 101) as f32 / 7.0 - 7.0,
+                    })
+                    .collect();
+                x[h * w + w / 2] = f32::NAN;
+                let mut out = vec![7f32; 3 * h * w];
+                pool2d(&g, &x, &mut out, 1);
+                for (i, &got) in out.iter().enumerate() {
+                    let (c, y, xx) = (i / (h * w), i / w % h, i % w);
+                    let p = |r: usize, col: usize| x[(c * h + r) * w + col];
+                    let v = |col: usize| match (y > 0, y + 1 < h) {
+                        (true, true) => p(y - 1, col) + p(y, col) + p(y + 1, col),
+                        (false, _) => p(y, col) + p(y + 1, col),
+                        (true, false) => p(y - 1, col) + p(y, col),
+                    };
+                    let sum = match (xx > 0, xx + 1 < w) {
+                        (true, true) => v(xx - 1) + v(xx) + v(xx + 1),
+                        (false, _) => v(xx) + v(xx + 1),
+                        (true, false) => v(xx - 1) + v(xx),
+                    };
+                    let n = if count_include_pad {
+                        9
+                    } else {
+                        (3 - usize::from(y == 0) - usize::from(y + 1 == h))
+                            * (3 - usize::from(xx == 0) - usize::from(xx + 1 == w))
+                    };
+                    let want = sum * (1.0 / n as f64) as f32;
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "{h}x{w} at {c},{y},{xx}: {got} against {want}"
+                    );
+                }
+            }
+        }
+    }
+
     /// The float32 3x3 stride-2 max pooling (vectorised on AVX-512) gives
     /// the bits of the window-by-window definition on rows long enough for
     /// its sixteen-wide steps and their remainders, with zeros of both signs
