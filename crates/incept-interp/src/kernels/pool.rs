@@ -745,6 +745,41 @@ mod tests {
         }
     }
 
+    /// A 3x3 pooling of three `(h, w)` planes: stride 1 with a border of
+    /// one (the output the input's size), or stride 2 without.
+    fn three_by_three(
+        kind: PoolKind,
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        stride: usize,
+        count_include_pad: bool,
+    ) -> PoolGeom {
+        PoolGeom {
+            kind,
+            c: 3,
+            h,
+            w,
+            oh,
+            ow,
+            kernel: [3, 3],
+            stride: [stride; 2],
+            pads: [usize::from(stride == 1); 4],
+            count_include_pad,
+        }
+    }
+
+    /// `n` floats with a zero of each sign at the start of every `period`,
+    /// the rest spread over `-offset..` in steps of `1 / scale`.
+    fn signed_data(n: usize, period: usize, (scale, offset): (f32, f32)) -> Vec<f32> {
+        (0..n)
+            .map(|i| match i % period {
+                0 => 0.0,
+                1 => -0.0,
+                _ => ((i * 7919) % 101) as f32 / scale - offset,
+            })
+            .collect()
+    }
+
     /// The 3x3 same average pooling in float32 gives the bits of the scalar
     /// sums (rows in order, then columns in order, then the reciprocal),
     /// signed zeros and NaN included, for widths under, at and over a
@@ -753,25 +788,8 @@ mod tests {
     fn avg_same_3x3_float32_keeps_the_scalar_bits() {
         for (h, w) in [(2, 2), (3, 5), (8, 16), (17, 17), (4, 33), (5, 35)] {
             for count_include_pad in [false, true] {
-                let g = PoolGeom {
-                    kind: PoolKind::Avg,
-                    c: 3,
-                    h,
-                    w,
-                    oh: h,
-                    ow: w,
-                    kernel: [3, 3],
-                    stride: [1, 1],
-                    pads: [1; 4],
-                    count_include_pad,
-                };
-                let mut x: Vec<f32> = (0..3 * h * w)
-                    .map(|i| match i % 11 {
-                        0 => 0.0,
-                        1 => -0.0,
-                        _ => ((i * 7919) % 101) as f32 / 7.0 - 7.0,
-                    })
-                    .collect();
+                let g = three_by_three(PoolKind::Avg, (h, w), (h, w), 1, count_include_pad);
+                let mut x = signed_data(3 * h * w, 11, (7.0, 7.0));
                 x[h * w + w / 2] = f32::NAN;
                 let mut out = vec![7f32; 3 * h * w];
                 pool2d(&g, &x, &mut out, 1);
@@ -820,25 +838,8 @@ mod tests {
             (3, 41),
         ] {
             let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
-            let g = PoolGeom {
-                kind: PoolKind::Max,
-                c: 3,
-                h,
-                w,
-                oh,
-                ow,
-                kernel: [3, 3],
-                stride: [2, 2],
-                pads: [0; 4],
-                count_include_pad: true,
-            };
-            let mut x: Vec<f32> = (0..3 * h * w)
-                .map(|i| match i % 7 {
-                    0 => 0.0,
-                    1 => -0.0,
-                    _ => ((i * 7919) % 101) as f32 / 10.0 - 5.0,
-                })
-                .collect();
+            let g = three_by_three(PoolKind::Max, (h, w), (oh, ow), 2, true);
+            let mut x = signed_data(3 * h * w, 7, (10.0, 5.0));
             // No NaN, then one in an early window, then one more in the
             // row's last window (read by the last, masked block).
             for nan in [None, Some(3), Some(2 * ow)] {
