@@ -23,6 +23,9 @@ pub struct Arena<T> {
     batch: usize,
     buffers: Vec<Vec<T>>,
     scratch: Mutex<Vec<Vec<T>>>,
+    /// The buffers of the plan's batch tail, for the whole batch (empty
+    /// where the tail does not use a buffer).
+    tail: Vec<Vec<T>>,
 }
 
 impl<T: Float> Arena<T> {
@@ -47,6 +50,17 @@ fn image<T>(buf: &[T], s: Slot, n: usize) -> &[T] {
     &buf[n * s.stride + s.offset..n * s.stride + s.offset + s.len]
 }
 
+/// Buffer `a` to read and buffer `b` to write (`a != b`).
+fn two<T>(buffers: &mut [Vec<T>], a: usize, b: usize) -> (&[T], &mut [T]) {
+    if a < b {
+        let (x, y) = buffers.split_at_mut(b);
+        (&x[a], &mut y[0])
+    } else {
+        let (x, y) = buffers.split_at_mut(a);
+        (&y[0], &mut x[b])
+    }
+}
+
 /// Applies `f(input_image, output_image, n)` to every image, in parallel over
 /// images when `par`. When input and output share a buffer (a concatenation
 /// written in place), the input is copied first.
@@ -62,12 +76,8 @@ fn per_image<T: Float>(
     let (src, dst): (&[T], &mut [T]) = if input.buf == output.buf {
         copied = buffers[input.buf].clone();
         (&copied, &mut buffers[output.buf])
-    } else if input.buf < output.buf {
-        let (a, b) = buffers.split_at_mut(output.buf);
-        (&a[input.buf], &mut b[0])
     } else {
-        let (a, b) = buffers.split_at_mut(input.buf);
-        (&b[0], &mut a[output.buf])
+        two(buffers, input.buf, output.buf)
     };
     let dst = &mut dst[..batch * output.stride];
     let run = |(n, chunk): (usize, &mut [T])| {
@@ -84,10 +94,12 @@ fn per_image<T: Float>(
     }
 }
 
-/// Runs one step over the whole batch.
+/// Runs one step over the whole batch, whose buffers are `buffers`.
+#[allow(clippy::too_many_arguments)]
 fn run_step<T: Float>(
     step: &Step<T>,
-    arena: &mut Arena<T>,
+    buffers: &mut [Vec<T>],
+    scratch: &Mutex<Vec<Vec<T>>>,
     batch: usize,
     threads: usize,
     par_images: bool,
@@ -95,10 +107,6 @@ fn run_step<T: Float>(
     timings: Option<&mut Vec<f64>>,
 ) {
     let started = timings.as_ref().map(|_| std::time::Instant::now());
-    let Arena {
-        buffers, scratch, ..
-    } = &mut *arena;
-    let scratch: &Mutex<Vec<Vec<T>>> = scratch;
     match step {
         Step::Conv { input, output, .. }
         | Step::Channel { input, output, .. }
@@ -227,16 +235,17 @@ fn with_slots<T: Float>(
     }
 }
 
-/// Runs every step on one image whose part of buffer `b` is `views[b]`.
-/// Image-major order keeps an image's activations in L2 from one step to
-/// the next, where step-major order over a batch evicts them.
+/// Runs `steps` (the first of a plan's steps) on one image whose part of
+/// buffer `b` is `views[b]`. Image-major order keeps an image's activations
+/// in L2 from one step to the next, where step-major order over a batch
+/// evicts them.
 fn run_image<T: Float>(
-    plan: &Plan<T>,
+    steps: &[Step<T>],
     views: &mut [&mut [T]],
     scratch: &Mutex<Vec<Vec<T>>>,
     threads: usize,
 ) {
-    for (i, step) in plan.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         crate::kernels::balance::set_site(i);
         match step {
             Step::Linear {
@@ -287,10 +296,9 @@ pub fn execute<T: Float>(
     // Images in parallel (each GEMM on one thread) when there are enough of
     // them; otherwise one image at a time with a multi-threaded GEMM.
     let par_images = threads > 1 && batch >= threads;
-    let gemm_threads = if par_images { 1 } else { threads };
     if batch > 1 && timings.is_none() {
         let lanes = if par_images { threads.min(batch) } else { 1 };
-        return run_lanes(plan, arena, input, batch, lanes, gemm_threads);
+        return run_lanes(plan, arena, input, batch, lanes, threads);
     }
     arena.prepare(plan, batch);
     let in_slot = plan.input;
@@ -302,15 +310,10 @@ pub fn execute<T: Float>(
                 .copy_from_slice(&input[n * in_slot.len..(n + 1) * in_slot.len]);
         }
     }
-    run_steps(
-        plan,
-        arena,
-        batch,
-        threads,
-        par_images,
-        gemm_threads,
-        timings,
-    );
+    let Arena {
+        buffers, scratch, ..
+    } = &mut *arena;
+    run_steps(&plan.steps, 0, buffers, scratch, batch, threads, timings);
     plan.results
         .iter()
         .map(|(_, _, s)| {
@@ -324,50 +327,82 @@ pub fn execute<T: Float>(
         .collect()
 }
 
-/// Image-major execution of a batch: each image runs every step through one
-/// lane's buffers (one lane per thread when images run in parallel, else
-/// one), its input copied in first and its results copied out after. A
-/// batch then costs what as many single images do: buffers for all its
-/// images would spread each step's activations over the whole batch's
-/// memory and miss in cache and TLB. Lanes take the next image as they
-/// free up, so a slower thread does fewer.
+/// Image-major execution of a batch: each image runs the steps before the
+/// plan's batch tail through one lane's buffers (one lane per thread when
+/// images run in parallel, else one), its input copied in first and its
+/// results and the tail's inputs copied out after. Those steps then cost
+/// what as many single images do: buffers for all its images would spread
+/// each step's activations over the whole batch's memory and miss in cache
+/// and TLB. Lanes take the next image as they free up, so a slower thread
+/// does fewer. The tail then runs step-major over the whole batch with all
+/// the threads (`BatchTail`).
 fn run_lanes<T: Float>(
     plan: &Plan<T>,
     arena: &mut Arena<T>,
     input: &[T],
     batch: usize,
     lanes: usize,
-    gemm_threads: usize,
+    threads: usize,
 ) -> Vec<Vec<T>> {
     arena.prepare(plan, lanes);
+    let tail = &plan.tail;
+    let has_tail = tail.exists(&plan.steps);
+    if has_tail {
+        arena.tail.resize_with(plan.buffers.len(), Vec::new);
+        for ((buf, &len), &used) in arena.tail.iter_mut().zip(&plan.buffers).zip(&tail.used) {
+            buf.resize(if used { len * batch } else { 0 }, T::ZERO);
+        }
+    }
     let in_slot = plan.input;
     let mut results: Vec<Vec<T>> = plan
         .results
         .iter()
         .map(|(_, _, s)| vec![T::ZERO; s.len * batch])
         .collect();
-    // Per image, its part of every result, taken by the lane that runs it.
-    let mut per_image: Vec<Vec<&mut [T]>> = (0..batch).map(|_| Vec::new()).collect();
-    for (r, (_, _, s)) in results.iter_mut().zip(&plan.results) {
-        for (n, chunk) in r.chunks_mut(s.len.max(1)).take(batch).enumerate() {
-            per_image[n].push(chunk);
-        }
-    }
-    let per_image: Vec<Mutex<Vec<&mut [T]>>> = per_image.into_iter().map(Mutex::new).collect();
-    let next = AtomicUsize::new(0);
     let Arena {
-        buffers, scratch, ..
+        buffers,
+        scratch,
+        tail: tail_buffers,
+        ..
     } = &mut *arena;
     let scratch: &Mutex<Vec<Vec<T>>> = scratch;
-    let mut views: Vec<Vec<&mut [T]>> = (0..lanes).map(|_| Vec::new()).collect();
-    for (buf, &len) in buffers.iter_mut().zip(&plan.buffers) {
-        let mut rest: &mut [T] = buf;
-        for v in &mut views {
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
-            v.push(mine);
-            rest = tail;
+    // Per image, what the lane that runs it fills: its part of each result
+    // the head produces, and of each of the tail's buffers.
+    let mut per_image: Vec<ImageParts<'_, T>> = (0..batch)
+        .map(|_| ImageParts {
+            results: Vec::new(),
+            tail: Vec::new(),
+        })
+        .collect();
+    for ((r, (_, _, s)), &from_tail) in results.iter_mut().zip(&plan.results).zip(&tail.from_tail) {
+        if !from_tail {
+            for (p, chunk) in per_image.iter_mut().zip(split(r, s.len, batch)) {
+                p.results.push(chunk);
+            }
         }
     }
+    for (buf, &len) in tail_buffers.iter_mut().zip(&plan.buffers) {
+        for (p, chunk) in per_image.iter_mut().zip(split(buf, len, batch)) {
+            p.tail.push(chunk);
+        }
+    }
+    let per_image: Vec<Mutex<ImageParts<'_, T>>> = per_image.into_iter().map(Mutex::new).collect();
+    let mut views: Vec<Vec<&mut [T]>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (buf, &len) in buffers.iter_mut().zip(&plan.buffers) {
+        for (v, chunk) in views.iter_mut().zip(split(buf, len, lanes)) {
+            v.push(chunk);
+        }
+    }
+    let head = &plan.steps[..tail.start];
+    let head_results: Vec<Slot> = plan
+        .results
+        .iter()
+        .zip(&tail.from_tail)
+        .filter(|(_, t)| !**t)
+        .map(|((_, _, s), _)| *s)
+        .collect();
+    let gemm_threads = if lanes > 1 { 1 } else { threads };
+    let next = AtomicUsize::new(0);
     let lane = |v: &mut Vec<&mut [T]>| loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
         if n >= batch {
@@ -375,10 +410,18 @@ fn run_lanes<T: Float>(
         }
         v[in_slot.buf][in_slot.offset..in_slot.offset + in_slot.len]
             .copy_from_slice(&input[n * in_slot.len..(n + 1) * in_slot.len]);
-        run_image(plan, v, scratch, gemm_threads);
-        if let Ok(mut outs) = per_image[n].lock() {
-            for (out, (_, _, s)) in outs.iter_mut().zip(&plan.results) {
+        run_image(head, v, scratch, gemm_threads);
+        if let Ok(mut parts) = per_image[n].lock() {
+            let ImageParts {
+                results,
+                tail: into,
+            } = &mut *parts;
+            for (out, s) in results.iter_mut().zip(&head_results) {
                 out.copy_from_slice(&v[s.buf][s.offset..s.offset + s.len]);
+            }
+            for s in &tail.live_in {
+                into[s.buf][s.offset..s.offset + s.len]
+                    .copy_from_slice(&v[s.buf][s.offset..s.offset + s.len]);
             }
         }
     };
@@ -388,25 +431,73 @@ fn run_lanes<T: Float>(
         views.iter_mut().for_each(lane);
     }
     drop(per_image);
+    if has_tail {
+        let steps = &plan.steps[tail.start..];
+        run_steps(
+            steps,
+            tail.start,
+            tail_buffers,
+            scratch,
+            batch,
+            threads,
+            None,
+        );
+        for ((out, (_, _, s)), &from_tail) in
+            results.iter_mut().zip(&plan.results).zip(&tail.from_tail)
+        {
+            if from_tail {
+                for (n, chunk) in split(out, s.len, batch).into_iter().enumerate() {
+                    chunk.copy_from_slice(image(&tail_buffers[s.buf], *s, n));
+                }
+            }
+        }
+    }
     results
 }
 
-/// Step-major execution: each step over the whole batch (one image, or
-/// profiling, which times steps one by one).
+/// One image's share of a batch run by lanes (see [`run_lanes`]).
+struct ImageParts<'a, T> {
+    /// Its part of each result the steps before the tail produce.
+    results: Vec<&'a mut [T]>,
+    /// Its part of each of the tail's buffers (empty where the tail uses none).
+    tail: Vec<&'a mut [T]>,
+}
+
+/// `count` consecutive parts of `len` elements at the start of `buf` (empty
+/// ones once `buf` runs out).
+fn split<T>(buf: &mut [T], len: usize, count: usize) -> Vec<&mut [T]> {
+    let mut rest = buf;
+    (0..count)
+        .map(|_| {
+            let at = len.min(rest.len());
+            let (mine, more) = std::mem::take(&mut rest).split_at_mut(at);
+            rest = more;
+            mine
+        })
+        .collect()
+}
+
+/// Step-major execution: each step over the whole batch (one image,
+/// profiling, which times steps one by one, or a batch's tail). `first` is
+/// the index of `steps[0]` in the plan.
+#[allow(clippy::too_many_arguments)]
 fn run_steps<T: Float>(
-    plan: &Plan<T>,
-    arena: &mut Arena<T>,
+    steps: &[Step<T>],
+    first: usize,
+    buffers: &mut [Vec<T>],
+    scratch: &Mutex<Vec<Vec<T>>>,
     batch: usize,
     threads: usize,
-    par_images: bool,
-    gemm_threads: usize,
     mut timings: Option<&mut Vec<f64>>,
 ) {
-    for (i, step) in plan.steps.iter().enumerate() {
-        crate::kernels::balance::set_site(i);
+    let par_images = threads > 1 && batch >= threads;
+    let gemm_threads = if par_images { 1 } else { threads };
+    for (i, step) in steps.iter().enumerate() {
+        crate::kernels::balance::set_site(first + i);
         run_step(
             step,
-            arena,
+            buffers,
+            scratch,
             batch,
             threads,
             par_images,

@@ -360,6 +360,115 @@ pub struct Plan<T> {
     pub results: Vec<(String, ValueId, Slot)>,
     /// How many of `results` are graph outputs (the rest are taps).
     pub n_outputs: usize,
+    /// The steps a batch runs all images at once (see [`BatchTail`]).
+    pub tail: BatchTail,
+}
+
+/// The last steps of a plan, which a batch of several images runs step by
+/// step over all its images at once, after each image has run the steps
+/// before them on its own: Inception's 8x8 blocks and its classifier. Their
+/// weights (44 MB for Mixed_7b and 7c) are large next to one image's
+/// activations there (at most 0.5 MB a value), so step by step a layer's
+/// weights stay in L3 from one image to the next while the batch's
+/// activations fit beside them, where image by image every layer's weights
+/// come from memory again; and the classifier reads its 8 MB once for the
+/// batch. A batch of 8 on one thread: 1.3% faster. The 17x17 blocks (1.2%
+/// slower so) and the stem keep image-major order.
+#[derive(Debug)]
+pub struct BatchTail {
+    /// First step of the tail (`steps.len()` when there is none).
+    pub start: usize,
+    /// Slots whose data the tail needs from the steps before it, copied per
+    /// image from the buffers those ran in: what a tail step reads, or a
+    /// result holds, that the tail has not wholly written before.
+    pub live_in: Vec<Slot>,
+    /// Per buffer: whether the tail reads or writes it (only those are
+    /// allocated for the whole batch).
+    pub used: Vec<bool>,
+    /// Per result of the plan: whether it is read from the tail's buffers
+    /// (the tail writes some of it) or from the steps before.
+    pub from_tail: Vec<bool>,
+}
+
+/// The largest plane (pixels) of a step in a [`BatchTail`]: Inception's 8x8.
+pub const TAIL_PLANE: usize = 64;
+
+impl BatchTail {
+    /// The tail of `steps`: the longest run of final steps on planes of at
+    /// most [`TAIL_PLANE`] pixels (the classifier's and copies' whatever
+    /// their size); `results` are the plan's result slots.
+    pub fn of<T>(steps: &[Step<T>], buffers: usize, results: &[Slot]) -> Self {
+        let small = |pixels: usize| pixels <= TAIL_PLANE;
+        let batches = |step: &Step<T>| match step {
+            Step::Conv { geom, .. } => small(geom.h * geom.w) && small(geom.oh * geom.ow),
+            Step::Channel { plane, .. } => small(*plane),
+            Step::Pool { geom, .. } => small(geom.h * geom.w),
+            Step::Adaptive { hw, .. } => small(hw.0 * hw.1),
+            Step::Linear { .. } | Step::Copy { .. } => true,
+        };
+        let start = steps.iter().rposition(|s| !batches(s)).map_or(0, |i| i + 1);
+        let mut tail = BatchTail {
+            start,
+            live_in: Vec::new(),
+            used: vec![false; buffers],
+            from_tail: Vec::new(),
+        };
+        let mut writes: Vec<Slot> = Vec::new();
+        let need = |tail: &mut BatchTail, s: Slot, writes: &[Slot]| {
+            if !covered(writes, s) && !tail.live_in.contains(&s) {
+                tail.live_in.push(s);
+            }
+        };
+        for step in &steps[start..] {
+            let io: Vec<(Slot, Slot)> = match step {
+                Step::Linear { input, output, .. } => vec![(*input, *output)],
+                Step::Copy { parts } => parts.clone(),
+                _ => step.io().into_iter().collect(),
+            };
+            for (input, output) in io {
+                need(&mut tail, input, &writes);
+                writes.push(output);
+                tail.used[input.buf] = true;
+                tail.used[output.buf] = true;
+            }
+        }
+        for &r in results {
+            let from_tail = writes.iter().any(|w| overlaps(w, &r));
+            if from_tail {
+                need(&mut tail, r, &writes);
+            }
+            tail.from_tail.push(from_tail);
+        }
+        tail
+    }
+
+    /// True when there is a tail.
+    pub fn exists<T>(&self, steps: &[Step<T>]) -> bool {
+        self.start < steps.len()
+    }
+}
+
+/// Whether two slots share an element.
+fn overlaps(a: &Slot, b: &Slot) -> bool {
+    a.buf == b.buf && a.offset < b.offset + b.len && b.offset < a.offset + a.len
+}
+
+/// Whether the slots in `writes` together cover every element of `s`.
+fn covered(writes: &[Slot], s: Slot) -> bool {
+    let mut parts: Vec<(usize, usize)> = writes
+        .iter()
+        .filter(|w| overlaps(w, &s))
+        .map(|w| (w.offset, w.offset + w.len))
+        .collect();
+    parts.sort_unstable();
+    let mut reached = s.offset;
+    for (a, b) in parts {
+        if a > reached {
+            break;
+        }
+        reached = reached.max(b);
+    }
+    reached >= s.offset + s.len
 }
 
 impl<T> Step<T> {
@@ -829,6 +938,8 @@ pub fn build_plan<T: Float>(
     for &v in taps {
         results.push((graph.values[v].name.clone(), v, fix(slot(v), &buffers)));
     }
+    let result_slots: Vec<Slot> = results.iter().map(|r| r.2).collect();
+    let tail = BatchTail::of(&steps, buffers.len(), &result_slots);
     Ok(Plan {
         steps,
         step_names,
@@ -836,5 +947,52 @@ pub fn build_plan<T: Float>(
         input,
         results,
         n_outputs,
+        tail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(buf: usize, offset: usize, len: usize) -> Slot {
+        Slot {
+            buf,
+            offset,
+            len,
+            stride: 100,
+        }
+    }
+
+    /// A concatenation whose first half the steps before the tail wrote
+    /// and whose second half the tail writes: read whole by the tail, or
+    /// kept as a result, it must be copied in from the image's own run
+    /// first; a value the tail wrote whole before reading it, not.
+    #[test]
+    fn the_tail_takes_in_what_it_has_not_written_whole() {
+        let (a, b, cat, half) = (
+            slot(0, 0, 10),
+            slot(1, 0, 20),
+            slot(2, 0, 20),
+            slot(2, 10, 10),
+        );
+        let steps: Vec<Step<f32>> = vec![
+            Step::Copy {
+                parts: vec![(a, half)],
+            },
+            Step::Copy {
+                parts: vec![(cat, b)],
+            },
+            Step::Copy {
+                parts: vec![(b, slot(3, 0, 20))],
+            },
+        ];
+        let tail = BatchTail::of(&steps, 4, &[cat, b, a]);
+        assert_eq!(tail.start, 0);
+        assert_eq!(tail.live_in, vec![a, cat]);
+        assert_eq!(tail.from_tail, vec![true, true, false]);
+        assert_eq!(tail.used, vec![true; 4]);
+        assert!(covered(&[slot(2, 0, 12), slot(2, 12, 8)], cat));
+        assert!(!covered(&[slot(2, 0, 12), slot(2, 13, 7)], cat));
+    }
 }

@@ -205,3 +205,48 @@ fn unbound_template_is_refused() {
         "parameter `Conv2d_1a_3x3.conv.weight` of Conv2d_1a_3x3.conv has no weights bound"
     );
 }
+
+/// A batch runs its last steps (the 8x8 blocks and the classifier) over all
+/// its images at once, the steps before image by image: every output and
+/// every tap of each image must still have the bits of that image run alone.
+#[test]
+fn a_batch_gives_each_image_the_bits_it_has_alone() {
+    let g = tiny_model(299);
+    let x = input(3, 299, 4);
+    let per_image = 3 * 299 * 299;
+    let xs = x.as_f32().unwrap();
+    let bits =
+        |t: &Tensor| -> Vec<u32> { t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect() };
+    for threads in [1, 2] {
+        let it = Interpreter::new(
+            &g,
+            &Options {
+                precision: Precision::F32,
+                threads,
+            },
+        )
+        .unwrap();
+        let batch = it.run(&x, &Taps::All).unwrap();
+        for n in 0..3 {
+            let xi = Tensor::from_f32(
+                vec![1, 3, 299, 299],
+                xs[n * per_image..(n + 1) * per_image].to_vec(),
+            )
+            .unwrap();
+            let alone = it.run(&xi, &Taps::All).unwrap();
+            let pairs = batch.outputs.iter().chain(&batch.taps);
+            let singles = alone.outputs.iter().chain(&alone.taps);
+            let mut compared = 0;
+            for ((name, b), (_, a)) in pairs.zip(singles) {
+                let (b, a) = (bits(b), bits(a));
+                assert_eq!(b.len(), 3 * a.len(), "{name}");
+                assert!(
+                    b[n * a.len()..(n + 1) * a.len()] == a[..],
+                    "{threads} threads: image {n} of the batch differs from its own run at {name}"
+                );
+                compared += 1;
+            }
+            assert!(compared > 100, "only {compared} values compared");
+        }
+    }
+}
