@@ -1,6 +1,8 @@
-//! Per-step times of one float32 image with their GFLOP/s, to see which
+//! Per-step times of a float32 run with their GFLOP/s, to see which
 //! convolutions sit far from the machine's peak
-//! (`cargo run --release -p incept-interp --example conv_profile -- MODEL.pth [threads]`).
+//! (`cargo run --release -p incept-interp --example conv_profile -- MODEL.pth [threads] [batch]`).
+//! A batch is profiled step by step over all its images (a real run takes
+//! the steps before its tail image by image); times are per image.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -11,6 +13,7 @@ use incept_ir::op::Op;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads: usize = args.get(1).map_or(1, |s| s.parse().unwrap());
+    let batch: usize = args.get(2).map_or(1, |s| s.parse().unwrap());
     let ckpt = incept_torch::load(std::path::Path::new(&args[0])).unwrap();
     let g = incept_ir::template::bind_state_dict(ckpt.tensors, false, [299, 299])
         .unwrap()
@@ -23,7 +26,7 @@ fn main() {
         },
     )
     .unwrap();
-    let x = Tensor::from_f32(vec![1, 3, 299, 299], vec![0.5; 3 * 299 * 299]).unwrap();
+    let x = Tensor::from_f32(vec![batch, 3, 299, 299], vec![0.5; batch * 3 * 299 * 299]).unwrap();
     let mut best = it.profile(&x).unwrap();
     for _ in 0..4 {
         for (b, (_, _, ms)) in best.iter_mut().zip(it.profile(&x).unwrap()) {
@@ -32,6 +35,7 @@ fn main() {
     }
     let mut total = 0.0;
     for (name, op, ms) in &best {
+        let ms = ms / batch as f64;
         total += ms;
         let head = name.split('+').next().unwrap();
         let macs = g

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::float::Float;
 use crate::kernels::conv::{Weights, conv2d, conv2d_direct};
+use crate::kernels::eltwise::Epilogue;
 use crate::kernels::linear::linear;
 use crate::kernels::pool::{adaptive_avg_pool2d, pool2d};
 use crate::plan::{Plan, Slot, Step};
@@ -175,28 +176,55 @@ fn image_step<T: Float>(
             direct,
             epilogue,
             pool,
+            avg_pool,
             layout,
             ..
         } => {
             // Scratch outlives the step: im2col buffers are reused across layers and runs.
-            let mut s = scratch
-                .lock()
-                .map(|mut p| p.pop().unwrap_or_default())
-                .unwrap_or_default();
+            let take = || {
+                scratch
+                    .lock()
+                    .map(|mut p| p.pop().unwrap_or_default())
+                    .unwrap_or_default()
+            };
+            let mut s = take();
             let w = match (direct, packed) {
                 (Some(d), _) => Weights::Direct(d),
                 (None, Some(p)) => Weights::Packed(p),
                 (None, None) => Weights::Plain(weight),
             };
+            let mut raw = avg_pool.as_ref().map(|_| take());
+            let (conv_out, conv_epilogue) = match raw.as_mut() {
+                Some(r) => {
+                    r.resize(y.len(), T::ZERO);
+                    (&mut r[..], &Epilogue::none())
+                }
+                None => (&mut *y, epilogue),
+            };
             match direct {
                 Some(d) => {
                     let p = pool.as_deref();
-                    conv2d_direct(geom, p, x, d, epilogue, y, &mut s, threads, *layout);
+                    conv2d_direct(
+                        geom,
+                        p,
+                        x,
+                        d,
+                        conv_epilogue,
+                        conv_out,
+                        &mut s,
+                        threads,
+                        *layout,
+                    );
                 }
-                None => conv2d(geom, x, w, epilogue, y, &mut s, threads),
+                None => conv2d(geom, x, w, conv_epilogue, conv_out, &mut s, threads),
+            }
+            if let (Some(p), Some(r)) = (avg_pool.as_deref(), raw.as_ref()) {
+                pool2d(p, r, y, threads);
+                epilogue.apply(y, geom.oh * geom.ow, threads);
             }
             if let Ok(mut p) = scratch.lock() {
                 p.push(s);
+                p.extend(raw);
             }
         }
         Step::Channel {

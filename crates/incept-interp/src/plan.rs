@@ -237,6 +237,38 @@ fn conv_geom(graph: &Graph, node: &incept_ir::Node) -> Option<ConvGeom> {
     })
 }
 
+/// True when the average pooling `pool`, read only by `conv`, can run on
+/// `conv`'s output instead (`Step::Conv::avg_pool`): a float32 convolution
+/// on the fast kernels, 1x1, stride 1, unpadded, one group, with fewer
+/// output than input channels, and a pooling that keeps the plane's size.
+fn pools_after<T>(
+    graph: &Graph,
+    pool: &incept_ir::Node,
+    conv: &incept_ir::Node,
+    weights: &NodeWeights<T>,
+) -> bool {
+    let fast = matches!(
+        weights,
+        NodeWeights::Conv {
+            packed: Some(_),
+            ..
+        } | NodeWeights::Conv {
+            direct: Some(_),
+            ..
+        }
+    );
+    let (Some(p), Some(g)) = (pool_geom(graph, pool), conv_geom(graph, conv)) else {
+        return false;
+    };
+    fast && p.kind == PoolKind::Avg
+        && (p.oh, p.ow) == (p.h, p.w)
+        && g.kernel == [1, 1]
+        && g.stride == [1, 1]
+        && g.pads == [0; 4]
+        && g.groups == 1
+        && g.o < g.c
+}
+
 /// The geometry of a pooling node, from its input and output shapes
 /// (`None` for another op; dimensions that are not fixed read as 0).
 fn pool_geom(graph: &Graph, node: &incept_ir::Node) -> Option<PoolGeom> {
@@ -280,6 +312,15 @@ pub enum Step<T> {
         /// complete (`direct::conv_pool`); `output` then holds the pooled
         /// values, and the convolution's own output is never stored.
         pool: Option<Box<PoolGeom>>,
+        /// An average pooling of the input (`c`: the output's channels)
+        /// that runs on the convolution's output instead, before the
+        /// epilogue: for a 1x1 convolution the two commute (both are linear
+        /// per pixel and per channel), and pooling its fewer output
+        /// channels costs a quarter to a tenth of pooling its input, with
+        /// no pooled copy of the input written and read back. Float32
+        /// only: the sums run in another order, so the bits differ from
+        /// pooling first (the float64 oracle keeps the graph's order).
+        avg_pool: Option<Box<PoolGeom>>,
         /// Whether the input holds this layer's zero border, and the border
         /// (its consumer's padding) the output is written inside: set
         /// between two direct convolutions, so the second one does not copy
@@ -534,6 +575,23 @@ pub fn build_plan<T: Float>(
         }
         taken[i] = true;
         let mut nodes = vec![i];
+        // An average pooling read only by a 1x1 convolution with fewer
+        // output channels is done after the convolution, in its group
+        // (`Step::Conv::avg_pool`). Tapped, it is also stored by a step of
+        // its own: the convolution's result must not depend on the taps.
+        let mut conv = i;
+        if let [c] = consumers[node.output].as_slice()
+            && let c = *c
+            && pools_after(graph, node, &graph.nodes[c], &weights[c])
+        {
+            if pinned[node.output] {
+                groups.push(Group { nodes: vec![i] });
+            }
+            nodes.push(c);
+            taken[c] = true;
+            conv = c;
+        }
+        let (i, node) = (conv, &graph.nodes[conv]);
         if matches!(node.op, Op::Conv2d(_)) {
             let mut last = i;
             if let Some(c) = sole_consumer(graph.nodes[last].output)
@@ -773,7 +831,15 @@ pub fn build_plan<T: Float>(
         let (Some(input), Some(_)) = (input, in_ty) else {
             continue;
         };
-        let step = match (&head.op, &weights[g.nodes[0]]) {
+        // A pooling moved after its convolution: the step is the convolution's.
+        let moved = matches!(head.op, Op::Pool2d(_)) && g.nodes.len() > 1;
+        let (conv_at, avg_pool) = if moved {
+            (1, pool_geom(graph, head))
+        } else {
+            (0, None)
+        };
+        let head = &graph.nodes[g.nodes[conv_at]];
+        let step = match (&head.op, &weights[g.nodes[conv_at]]) {
             (
                 Op::Conv2d(_),
                 NodeWeights::Conv {
@@ -792,7 +858,7 @@ pub fn build_plan<T: Float>(
                     relu: false,
                 };
                 let mut pool = None;
-                for &n in &g.nodes[1..] {
+                for &n in &g.nodes[conv_at + 1..] {
                     match (&graph.nodes[n].op, &weights[n]) {
                         (Op::BatchNorm(_), NodeWeights::Scale { scale, shift }) => {
                             // bn(conv + bias) = conv·s + (bias·s + shift)
@@ -816,9 +882,13 @@ pub fn build_plan<T: Float>(
                     }
                 }
                 let layout = direct::Layout {
-                    padded_input: head.inputs.first().is_some_and(|&v| border[v].is_some()),
+                    padded_input: graph.nodes[g.nodes[0]]
+                        .inputs
+                        .first()
+                        .is_some_and(|&v| border[v].is_some()),
                     out_pads: border[out_v].unwrap_or([0; 4]),
                 };
+                let avg_pool = avg_pool.map(|p| Box::new(PoolGeom { c: geom.o, ..p }));
                 Step::Conv {
                     geom,
                     weight: Arc::clone(weight),
@@ -826,6 +896,7 @@ pub fn build_plan<T: Float>(
                     direct: direct.clone(),
                     epilogue,
                     pool,
+                    avg_pool,
                     layout,
                     input,
                     output,
@@ -917,7 +988,7 @@ pub fn build_plan<T: Float>(
             }
         };
         let mut label = head.name.clone();
-        for &n in &g.nodes[1..] {
+        for (_, &n) in g.nodes.iter().enumerate().filter(|(k, _)| *k != conv_at) {
             label.push('+');
             label.push_str(graph.nodes[n].op.name());
         }

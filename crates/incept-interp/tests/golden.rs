@@ -81,6 +81,7 @@ fn every_module_output_matches_pytorch() {
     let f32_run = run(&g, &x, Precision::F32, &Taps::All);
     let f64_run = run(&g, &x, Precision::F64, &Taps::All);
     let mut compared = 0;
+    let mut worst = (0.0f64, String::new());
     for (key, reference) in golden
         .tensors
         .iter()
@@ -93,12 +94,18 @@ fn every_module_output_matches_pytorch() {
             err <= bound,
             "{key}: float32 {err:e} > PyTorch's float32 logits error {bound:e}"
         );
+        if err > worst.0 {
+            worst = (err, key.to_string());
+        }
         let oracle = &f64_run.taps.iter().find(|(n, _)| n == key).unwrap().1;
         let err64 = max_rel(oracle, reference);
         assert!(err64 <= 1e-9, "{key}: float64 oracle off by {err64:e}");
         compared += 1;
     }
-    eprintln!("compared {compared} module outputs within {bound:.2e}");
+    eprintln!(
+        "compared {compared} module outputs within {bound:.2e}, the largest error {:.2e} ({})",
+        worst.0, worst.1
+    );
     let recorded = f.meta["golden"]["module_output_keys"].as_u64().unwrap();
     assert_eq!(
         compared, recorded as usize,
