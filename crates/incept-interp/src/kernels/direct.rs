@@ -488,6 +488,15 @@ struct RowArgs<'a> {
     ahead: usize,
 }
 
+/// K indices ahead at which a tile prefetches its panel's weights, when
+/// they are too large for L1: every tile reads all of them again, from L2,
+/// 128 bytes per K index, and the hardware prefetcher left the FMAs waiting
+/// (the 17x17 layers, 6a.branch3x3, Conv2d_4a). Bench median -0.7 ms at 1
+/// thread and -0.3 at 2 (in-process alternations, 30 pairs; 8 to 96 ahead
+/// all gained, 24 to 48 the most); no gain and a cost (Conv2d_2b +0.04 ms)
+/// on panels that fit in L1.
+const PREFETCH_K: usize = 32;
+
 /// Output rows ahead at which a row-by-row layer claims its output lines
 /// for writing. A run streams 95 MB of weights through a 32 MB L3, so the
 /// stem's outputs are cold at every run, and a tile writes 12 pixels into
@@ -677,7 +686,20 @@ fn tile(
             (2, 11),
             (2, 12)
         );
-        kernel(x.as_ptr(), a.offs, w.as_ptr(), ldw, dst, ox, tail, a.ahead);
+        // A panel's weights larger than L1 stream from L2 at every tile:
+        // they are prefetched ([`PREFETCH_K`]).
+        let stream = a.offs.len() * ldw * 4 > super::L1_BYTES;
+        kernel(
+            x.as_ptr(),
+            a.offs,
+            w.as_ptr(),
+            ldw,
+            dst,
+            ox,
+            tail,
+            a.ahead,
+            stream,
+        );
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -691,11 +713,12 @@ fn tile(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{KC, Tail};
+    use super::{KC, PREFETCH_K, Tail};
 
     /// One K block's sums (pixel `r` of the tile, channels `16v..16v + 16`),
-    /// written into `sum` when `first`, else added to it. A function of its
-    /// own so LLVM keeps the block's sums in registers.
+    /// written into `sum` when `first`, else added to it; with `PF`, each K
+    /// index prefetches the weights [`PREFETCH_K`] indices on. A function of
+    /// its own so LLVM keeps the block's sums in registers.
     ///
     /// # Safety
     /// AVX-512F is available; `x + offs[k] + r·SX` is readable for `r < P`,
@@ -703,7 +726,7 @@ mod avx512 {
     /// initialised unless `first`.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
-    unsafe fn sums<const P: usize, const NV: usize, const SX: usize>(
+    unsafe fn sums<const P: usize, const NV: usize, const SX: usize, const PF: bool>(
         x: *const f32,
         offs: &[u32],
         w: *const f32,
@@ -716,6 +739,15 @@ mod avx512 {
             let mut acc = [[_mm512_setzero_ps(); NV]; P];
             let mut wp = w;
             for &off in offs {
+                if PF {
+                    // Past the panel's end (the last indices of a tile) the
+                    // addresses are only prefetched, never read: a prefetch
+                    // cannot fault.
+                    let ahead = wp.wrapping_add(PREFETCH_K * ldw);
+                    for v in 0..NV {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v).cast::<i8>());
+                    }
+                }
                 let mut wv = [_mm512_setzero_ps(); NV];
                 for (v, r) in wv.iter_mut().enumerate() {
                     *r = _mm512_loadu_ps(wp.add(16 * v));
@@ -777,7 +809,8 @@ mod avx512 {
     /// GEMM path adds them into its output), the tail applied per channel
     /// lane, then one transpose per 16 channels into the output rows. With
     /// `ahead`, each row's line `ahead` floats past the tile's pixels is
-    /// prefetched for writing (never accessed).
+    /// prefetched for writing (never accessed); with `stream`, the weights
+    /// as they are read (`sums`).
     ///
     /// # Safety
     /// As for `sums`, over all of `offs`; `dst[o]` (`o < channels`) holds
@@ -793,6 +826,7 @@ mod avx512 {
         ox: usize,
         tail: &Tail<'_>,
         ahead: usize,
+        stream: bool,
     ) {
         // SAFETY: the caller's contract.
         unsafe {
@@ -802,7 +836,12 @@ mod avx512 {
             let mut sum = std::mem::MaybeUninit::<[[__m512; NV]; P]>::uninit();
             for (i, block) in offs.chunks(KC).enumerate() {
                 let w = w.add(i * KC * ldw);
-                sums::<P, NV, SX>(x, block, w, ldw, sum.as_mut_ptr(), i == 0);
+                let sum = sum.as_mut_ptr();
+                if stream {
+                    sums::<P, NV, SX, true>(x, block, w, ldw, sum, i == 0);
+                } else {
+                    sums::<P, NV, SX, false>(x, block, w, ldw, sum, i == 0);
+                }
             }
             // `offs` is not empty (`DirectWeights` refuses k = 0): the first
             // block wrote every sum.

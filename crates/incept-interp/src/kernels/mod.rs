@@ -14,3 +14,7 @@ pub mod sgemm;
 /// (AMD EPYC, 1 MiB): what a layer's working set must fit in to be read
 /// again cheaply.
 pub(crate) const L2_BYTES: usize = 1 << 20;
+
+/// Their per-core L1 data cache (48 KiB): what a tile's weights must fit in
+/// to be read again cheaply (`direct::PREFETCH_K`).
+pub(crate) const L1_BYTES: usize = 48 << 10;
