@@ -374,11 +374,11 @@ fn run_lanes<T: Float>(
 ) -> Vec<Vec<T>> {
     arena.prepare(plan, lanes);
     let tail = &plan.tail;
-    let has_tail = tail.exists(&plan.steps);
+    let has_tail = tail.exists();
     if has_tail {
-        arena.tail.resize_with(plan.buffers.len(), Vec::new);
-        for ((buf, &len), &used) in arena.tail.iter_mut().zip(&plan.buffers).zip(&tail.used) {
-            buf.resize(if used { len * batch } else { 0 }, T::ZERO);
+        arena.tail.resize_with(tail.strides.len(), Vec::new);
+        for (buf, &len) in arena.tail.iter_mut().zip(&tail.strides) {
+            buf.resize(len * batch, T::ZERO);
         }
     }
     let in_slot = plan.input;
@@ -409,7 +409,7 @@ fn run_lanes<T: Float>(
             }
         }
     }
-    for (buf, &len) in tail_buffers.iter_mut().zip(&plan.buffers) {
+    for (buf, &len) in tail_buffers.iter_mut().zip(&tail.strides) {
         for (p, chunk) in per_image.iter_mut().zip(split(buf, len, batch)) {
             p.tail.push(chunk);
         }
@@ -460,7 +460,7 @@ fn run_lanes<T: Float>(
     }
     drop(per_image);
     if has_tail {
-        let steps = &plan.steps[tail.start..];
+        let steps = &tail.steps;
         run_steps(
             steps,
             tail.start,
@@ -475,7 +475,11 @@ fn run_lanes<T: Float>(
         {
             if from_tail {
                 for (n, chunk) in split(out, s.len, batch).into_iter().enumerate() {
-                    chunk.copy_from_slice(image(&tail_buffers[s.buf], *s, n));
+                    let s = Slot {
+                        stride: tail.strides[s.buf],
+                        ..*s
+                    };
+                    chunk.copy_from_slice(image(&tail_buffers[s.buf], s, n));
                 }
             }
         }
