@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::conv::{Weights, conv2d, conv2d_direct};
+use crate::kernels::conv::{Weights, conv2d, conv2d_direct, scratch_of};
 use crate::kernels::eltwise::Epilogue;
 use crate::kernels::linear::linear;
 use crate::kernels::pool::{adaptive_avg_pool2d, pool2d};
@@ -195,10 +195,7 @@ fn image_step<T: Float>(
             };
             let mut raw = avg_pool.as_ref().map(|_| take());
             let (conv_out, conv_epilogue) = match raw.as_mut() {
-                Some(r) => {
-                    r.resize(y.len(), T::ZERO);
-                    (&mut r[..], &Epilogue::none())
-                }
+                Some(r) => (scratch_of(r, y.len()), &Epilogue::none()),
                 None => (&mut *y, epilogue),
             };
             match direct {
@@ -219,7 +216,7 @@ fn image_step<T: Float>(
                 None => conv2d(geom, x, w, conv_epilogue, conv_out, &mut s, threads),
             }
             if let (Some(p), Some(r)) = (avg_pool.as_deref(), raw.as_ref()) {
-                pool2d(p, r, y, threads);
+                pool2d(p, &r[..y.len()], y, threads);
                 epilogue.apply(y, geom.oh * geom.ow, threads);
             }
             if let Ok(mut p) = scratch.lock() {

@@ -83,8 +83,12 @@ fn input(batch: usize, size: usize, seed: u64) -> Tensor {
     Tensor::from_f32(vec![batch, 3, size, size], data).unwrap()
 }
 
+fn interpreter(g: &Graph, precision: Precision, threads: usize) -> Interpreter {
+    Interpreter::new(g, &Options { precision, threads }).unwrap()
+}
+
 fn logits(g: &Graph, x: &Tensor, precision: Precision, threads: usize) -> Vec<f64> {
-    let it = Interpreter::new(g, &Options { precision, threads }).unwrap();
+    let it = interpreter(g, precision, threads);
     it.run(x, &Taps::None).unwrap().outputs[0].1.to_f64_vec()
 }
 
@@ -112,14 +116,7 @@ fn float32_is_close_to_the_float64_oracle() {
 fn taps_do_not_change_the_result() {
     let g = tiny_model(299);
     let x = input(1, 299, 2);
-    let it = Interpreter::new(
-        &g,
-        &Options {
-            precision: Precision::F32,
-            threads: 1,
-        },
-    )
-    .unwrap();
+    let it = interpreter(&g, Precision::F32, 1);
     let plain = it.run(&x, &Taps::None).unwrap();
     let all = it.run(&x, &Taps::All).unwrap();
     assert_eq!(
@@ -218,14 +215,7 @@ fn a_batch_gives_each_image_the_bits_it_has_alone() {
     let bits =
         |t: &Tensor| -> Vec<u32> { t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect() };
     for threads in [1, 2] {
-        let it = Interpreter::new(
-            &g,
-            &Options {
-                precision: Precision::F32,
-                threads,
-            },
-        )
-        .unwrap();
+        let it = interpreter(&g, Precision::F32, threads);
         let batch = it.run(&x, &Taps::All).unwrap();
         for n in 0..3 {
             let xi = Tensor::from_f32(

@@ -320,7 +320,7 @@ fn tail_of<T: Float>(e: &Epilogue<T>) -> Tail<'_> {
 /// never shrinks: layers with different needs take turns, and a resize to
 /// each one's length zeroed megabytes at every call (1% of a run, in
 /// `memset`). Every user writes all `n` floats before reading them.
-fn scratch_of<T: Float>(scratch: &mut Vec<T>, n: usize) -> &mut [T] {
+pub(crate) fn scratch_of<T: Float>(scratch: &mut Vec<T>, n: usize) -> &mut [T] {
     if scratch.len() < n {
         scratch.resize(n, T::ZERO);
     }
