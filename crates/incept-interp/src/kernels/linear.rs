@@ -95,6 +95,13 @@ fn dot_avx512<W: Copy + Into<f64>>(w: &[W], x: &[f64]) -> f64 {
     dot_plain(w, x)
 }
 
+/// Bytes ahead of the weights being summed that [`dot_plain`] prefetches:
+/// about one 2048-input row of float32. The classifier streams its 8 MB from
+/// memory once per run, and the hardware prefetcher alone left it at 30
+/// GB/s: `fc` 0.268 → 0.211 ms at 1 thread, 0.192 → 0.170 at 2 (in-process
+/// alternations, per-step minimums; 1 KB ahead gained 0.016, 16 KB 0.048).
+const PREFETCH_BYTES: usize = 8 << 10;
+
 /// Sixteen partial sums, so the loop vectorises without reassociating.
 #[inline(always)]
 fn dot_plain<W: Copy + Into<f64>>(w: &[W], x: &[f64]) -> f64 {
@@ -102,6 +109,18 @@ fn dot_plain<W: Copy + Into<f64>>(w: &[W], x: &[f64]) -> f64 {
     let (wc, xc) = (w.chunks_exact(16), x.chunks_exact(16));
     let (wr, xr) = (wc.remainder(), xc.remainder());
     for (a, b) in wc.zip(xc) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE is part of x86_64's baseline; a prefetch reads nothing
+        // and cannot fault, so an address past the weights is harmless.
+        #[allow(unsafe_code)]
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let ahead = a.as_ptr().cast::<i8>().wrapping_add(PREFETCH_BYTES);
+            // One line of float32 weights, two of float64.
+            for line in (0..size_of_val(a)).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+            }
+        }
         for i in 0..16 {
             acc[i] += a[i].into() * b[i];
         }
