@@ -203,9 +203,9 @@ fn unbound_template_is_refused() {
     );
 }
 
-/// A batch runs its last steps (the 8x8 blocks and the classifier) over all
-/// its images at once, the steps before image by image: every output and
-/// every tap of each image must still have the bits of that image run alone.
+/// A batch runs its last steps (the classifier) over all its images at
+/// once, the steps before image by image: every output and every tap of
+/// each image must still have the bits of that image run alone.
 #[test]
 fn a_batch_gives_each_image_the_bits_it_has_alone() {
     let g = tiny_model(299);
