@@ -16,8 +16,8 @@ use super::pool::PoolGeom;
 use super::sgemm::{KC, Tail};
 use incept_ir::op::PoolKind;
 
-/// Output channels per panel: two 16-lane vectors, so a tile is 12 pixels
-/// by 32 channels and each K index loads 128 bytes of weights for its 24
+/// Output channels per panel: two 16-lane vectors, so a tile is 14 pixels
+/// by 32 channels and each K index loads 128 bytes of weights for its 28
 /// products (with 64-channel panels, 6 pixels and 256 bytes, the 35x35
 /// layers ran 1-2% slower: the weights stream from L2 for every tile).
 const PANEL: usize = 32;
@@ -119,10 +119,14 @@ fn supports(g: &ConvGeom) -> bool {
         && small
 }
 
-/// Pixels per tile for a panel `width` (16 or 32) channels wide: 16 or 24
-/// sums in registers.
+/// Pixels per tile for a panel `width` (16 or 32) channels wide: 16 or 28
+/// sums in registers (28, two weight vectors and a broadcast: 31 of the 32
+/// vector registers, no spills). 14 pixels rather than 12: bench median
+/// -0.5 ms at 1 thread, unchanged at 2 (in-process alternations, 30 pairs;
+/// the stem's and the flat 17x17 layers' tiles gain, with fewer per-tile
+/// transposes and K-block stores per product).
 fn tile_pixels(width: usize) -> usize {
-    if width > 16 { 12 } else { 16 }
+    if width > 16 { 14 } else { 16 }
 }
 
 /// Pixels of the tile that ends a span whose last `rest` pixels no whole
@@ -499,7 +503,7 @@ const PREFETCH_K: usize = 32;
 
 /// Output rows ahead at which a row-by-row layer claims its output lines
 /// for writing. A run streams 95 MB of weights through a 32 MB L3, so the
-/// stem's outputs are cold at every run, and a tile writes 12 pixels into
+/// stem's outputs are cold at every run, and a tile writes 14 pixels into
 /// each of 32 or 64 channel planes at once: too many streams for the
 /// hardware prefetcher, and each tile's stores waited on memory. Measured
 /// in the model (`conv_profile`, 1 thread): Conv2d_1a 0.43 → 0.30 ms,
@@ -579,11 +583,12 @@ fn span_into(
         let n = hi - lo;
         let mut full = n / px;
         // A two-vector panel's rest of 1-6 pixels and the last whole tile run
-        // as two tiles of 5-9 pixels: a tile of 4 pixels or fewer has too few
+        // as two tiles of 7-10 pixels: a tile of 4 pixels or fewer has too few
         // sums (8) to hide the FMA latency, and one of 5 or 6 spends as many
-        // loop instructions per K index as a tile of 12 on half the FMAs.
-        // 147 = 11 · 12 + 8 + 7 (not 12 · 12 + 4): Conv2d_2a -0.02..-0.045
-        // ms, 2b -0.03..-0.07 at 1 and 2 threads. 17 = 9 + 8 (not 12 + 5):
+        // loop instructions per K index as a whole tile on half the FMAs.
+        // Measured with 12-pixel tiles: 147 = 11 · 12 + 8 + 7 (not 12 · 12 +
+        // 4): Conv2d_2a -0.02..-0.045 ms, 2b -0.03..-0.07 at 1 and 2
+        // threads. 17 = 9 + 8 (not 12 + 5):
         // Mixed_6a.branch3x3 2.48 → 2.34 ms, the 1x7s -0.003..-0.02 each;
         // bench median -0.3 ms at 1 thread, -0.13 at 2 (in-process
         // alternations).
@@ -650,7 +655,7 @@ fn tile(
     // `k × 16·nv` floats.
     #[allow(unsafe_code)]
     unsafe {
-        // One or two vectors and the widths `rest_tile` gives, up to 16 or 12
+        // One or two vectors and the widths `rest_tile` gives, up to 16 or 14
         // pixels (asserted), stride 1 or 2 (`supports`).
         macro_rules! pick {
             ($(($nv:literal, $px:literal)),*) => {
@@ -684,7 +689,9 @@ fn tile(
             (2, 9),
             (2, 10),
             (2, 11),
-            (2, 12)
+            (2, 12),
+            (2, 13),
+            (2, 14)
         );
         // A panel's weights larger than L1 stream from L2 at every tile:
         // they are prefetched ([`PREFETCH_K`]).
@@ -933,12 +940,14 @@ mod tests {
             // 10 pixels, one vector).
             (24, 17, 17, 40, [3, 3], [2, 2], [0; 4], [1, 1]),
             (7, 21, 21, 16, [3, 3], [2, 2], [0; 4], [1, 1]),
-            // Odd rests in a tile of their own: 35 = 12 + 12 + 11 pixels
-            // (two vectors), 27 = 16 + 11 (one vector).
+            // Odd rests in a tile of their own: 35 = 14 + 14 + 7 pixels
+            // (two vectors), 27 = 16 + 11 (one vector), 27 = 14 + 13 (two
+            // vectors, then one).
             (8, 9, 35, 32, [3, 3], [1, 1], [1; 4], [1, 1]),
             (4, 6, 27, 16, [3, 3], [1, 1], [1; 4], [1, 1]),
+            (4, 6, 27, 40, [3, 3], [1, 1], [1; 4], [1, 1]),
             // The 17x17 shapes: a 1x7 and a stride-2 reduction into 17-pixel
-            // rows (12 + 5).
+            // rows (9 + 8).
             (20, 17, 17, 40, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1]),
             (10, 35, 35, 36, [3, 3], [2, 2], [0; 4], [1, 1]),
             // Planes run as one row (`flat`): 7x1 padded top and bottom,
