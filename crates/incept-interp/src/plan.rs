@@ -417,7 +417,8 @@ pub struct Plan<T> {
 /// the stem never gained (their activations then spill from L2).
 #[derive(Debug)]
 pub struct BatchTail<T> {
-    /// First step of the tail (`steps.len()` when there is none).
+    /// The plan's index of the tail's first step (the plan's step count
+    /// when there is no tail).
     pub start: usize,
     /// The plan's steps from `start` on, their slots laid out in the tail's
     /// own buffers: image `n` of buffer `b` at `n · strides[b]`, where
