@@ -471,11 +471,8 @@ fn run_lanes<T: Float>(
             results.iter_mut().zip(&plan.results).zip(&tail.from_tail)
         {
             if from_tail {
+                let s = tail.slot(*s);
                 for (n, chunk) in split(out, s.len, batch).into_iter().enumerate() {
-                    let s = Slot {
-                        stride: tail.strides[s.buf],
-                        ..*s
-                    };
                     chunk.copy_from_slice(image(&tail_buffers[s.buf], s, n));
                 }
             }

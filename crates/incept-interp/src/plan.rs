@@ -501,6 +501,19 @@ impl<T: Clone> BatchTail<T> {
     pub fn exists(&self) -> bool {
         !self.steps.is_empty()
     }
+
+    /// Where the plan's slot `s` lies in the tail's buffers.
+    pub fn slot(&self, s: Slot) -> Slot {
+        restrided(s, &self.strides)
+    }
+}
+
+/// `s` in buffers of `strides[b]` floats per image.
+fn restrided(s: Slot, strides: &[usize]) -> Slot {
+    Slot {
+        stride: strides[s.buf],
+        ..s
+    }
 }
 
 impl<T> Step<T> {
@@ -515,7 +528,7 @@ impl<T> Step<T> {
 
     /// Lays the step's slots out in buffers of `strides[b]` floats per image.
     fn restride(&mut self, strides: &[usize]) {
-        let fix = |s: &mut Slot| s.stride = strides[s.buf];
+        let fix = |s: &mut Slot| *s = restrided(*s, strides);
         match self {
             Step::Conv { input, output, .. }
             | Step::Channel { input, output, .. }
