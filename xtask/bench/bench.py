@@ -13,6 +13,9 @@ here and now, peers interleaved with incept, and reported as a ratio:
 - loading: `incept report model.pth` (read, validate, bind to the template)
   vs `torch.load(weights_only=True)`, wall time and peak resident memory of
   each process.
+- the two vCPUs' distance: a cache line's round trip between two threads
+  (the `core_latency` example), beside each configuration, since it moves
+  two-thread figures (see the header written to docs/benchmarks.md).
 - converting: `incept convert model.pth -o x.safetensors` vs the Python
   script users run today (`torch.load` + `safetensors.torch.save_file`).
 """
@@ -59,6 +62,15 @@ def incept_bench(incept: Path, model: Path, batch: int, threads: int, iters: int
     r = json.loads(out)
     r["peak_rss_mib_wait4"] = rss
     return r
+
+
+def round_trip_ns(probe: Path) -> float:
+    """The median of the probe's three measurements of a cache line's round trip between two threads."""
+    _, _, out = run_child([probe])
+    ns = [float(l.split()[-2]) for l in out.splitlines() if l.startswith("round trip")]
+    if not ns:
+        sys.exit(f"{probe} printed no round trip:\n{out}")
+    return statistics.median(ns)
 
 
 def ort_session(onnx_path: Path, threads: int):
@@ -148,6 +160,7 @@ def main() -> int:
     ap.add_argument("--incept", type=Path, required=True)
     ap.add_argument("--fixtures", type=Path, required=True)
     ap.add_argument("--docs", type=Path, required=True)
+    ap.add_argument("--latency-probe", type=Path, required=True, help="the core_latency example's binary")
     ap.add_argument("--quick", action="store_true", help="batch 1 only, fewer iterations")
     ap.add_argument("--write", action="store_true", help="write the results to --docs")
     args = ap.parse_args()
@@ -201,19 +214,21 @@ def main() -> int:
 
     # Inference.
     configs = [(1, 1), (1, 2)] if args.quick else [(1, 1), (1, 2), (8, 1), (8, 2)]
-    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime | incept GFLOP/s | machine GEMM GFLOP/s (onnxruntime MatMul 2048³) |")
-    say("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime | incept GFLOP/s | machine GEMM GFLOP/s (onnxruntime MatMul 2048³) | thread round trip ns (before, after) |")
+    say("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     peak_b1 = None
     for batch, threads in configs:
         iters = (10 if args.quick else 20) if batch == 1 else (3 if args.quick else 6)
         sess = ort_session(onnx_path, threads)
+        rt0 = round_trip_ns(args.latency_probe)
         i, o = side_by_side(args.incept, model, sess, batch, threads, iters)
+        rt1 = round_trip_ns(args.latency_probe)
         del sess
         g = gemm_rate(threads)
         if batch == 1 and threads == 2:
             peak_b1 = i
         say(f"| {batch} | {threads} | {i['median_ms']:.1f} ({i['min_ms']:.1f}) | {o['median_ms']:.1f} ({o['min_ms']:.1f}) | "
-            f"**{i['median_ms'] / o['median_ms']:.2f}** | {i['gflops_at_median']:.0f} | {g:.0f} |")
+            f"**{i['median_ms'] / o['median_ms']:.2f}** | {i['gflops_at_median']:.0f} | {g:.0f} | {rt0:.0f}, {rt1:.0f} |")
     say()
 
     # Memory at inference, batch 1: against the weights plus the two largest activations.

@@ -26,8 +26,23 @@ pub fn cmd(args: &[String]) -> Result<()> {
     fixtures::ensure_full(&python, &root)?;
     if build {
         interop::build_incept(&root)?;
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        util::run(
+            Command::new(cargo)
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "incept-interp",
+                    "--example",
+                    "core_latency",
+                ])
+                .current_dir(&root),
+        )?;
     }
-    let incept = root.join("target").join("release").join("incept");
+    let release = root.join("target").join("release");
+    let incept = release.join("incept");
+    let latency = release.join("examples").join("core_latency");
     util::run(
         Command::new(&python)
             .arg(root.join("xtask").join("bench").join("bench.py"))
@@ -35,6 +50,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
             .arg(&incept)
             .arg("--fixtures")
             .arg(root.join("fixtures"))
+            .arg("--latency-probe")
+            .arg(&latency)
             .arg("--docs")
             .arg(root.join("docs").join("benchmarks.md"))
             .args(&script_args)
