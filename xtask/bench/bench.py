@@ -166,8 +166,9 @@ def main() -> int:
     args = ap.parse_args()
     full = args.fixtures / "full"
     model, onnx_path = full / "model.pth", full / "ts_folded.onnx"
-    if not args.incept.exists():
-        sys.exit(f"incept binary not built: {args.incept}")
+    for built in (args.incept, args.latency_probe):
+        if not built.exists():
+            sys.exit(f"not built: {built} (run `cargo xtask bench` without --no-build)")
 
     from importlib.metadata import version
 

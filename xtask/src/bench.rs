@@ -26,19 +26,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
     fixtures::ensure_full(&python, &root)?;
     if build {
         interop::build_incept(&root)?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        util::run(
-            Command::new(cargo)
-                .args([
-                    "build",
-                    "--release",
-                    "-p",
-                    "incept-interp",
-                    "--example",
-                    "core_latency",
-                ])
-                .current_dir(&root),
-        )?;
+        util::cargo_build_release(&root, &["-p", "incept-interp", "--example", "core_latency"])?;
     }
     let release = root.join("target").join("release");
     let incept = release.join("incept");

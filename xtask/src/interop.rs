@@ -150,12 +150,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
 
 /// `cargo build --release -p incept-cli`.
 pub fn build_incept(root: &Path) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    util::run(
-        Command::new(cargo)
-            .args(["build", "--release", "-p", "incept-cli"])
-            .current_dir(root),
-    )
+    util::cargo_build_release(root, &["-p", "incept-cli"])
 }
 
 fn run_check(

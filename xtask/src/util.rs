@@ -42,6 +42,15 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// `cargo build --release ARGS` in `root`, with the cargo running xtask.
+pub fn cargo_build_release(root: &Path, args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo)
+        .args(["build", "--release"])
+        .args(args)
+        .current_dir(root))
+}
+
 /// Every regular file under `dir`, as paths relative to it, sorted.
 pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
