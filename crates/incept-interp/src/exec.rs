@@ -1,10 +1,7 @@
 //! Running a plan: buffers sized for the batch; a batch image by image
 //! (images in parallel when there are enough for the threads), one image
-//! step by step with the kernels' own threads.
-//!
-//! Running an Inception block's independent branches concurrently (one
-//! image, two threads) was tried and measured: no faster than splitting
-//! each GEMM between the threads, so it is not done.
+//! step by step with the kernels' own threads, except the plan's forks
+//! (`fork.rs`), whose two sides run at once, each on one thread.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::float::Float;
+use crate::fork::{BranchViews, Fork};
+use crate::kernels::balance;
 use crate::kernels::conv::{Weights, conv2d, conv2d_direct, scratch_of};
 use crate::kernels::eltwise::Epilogue;
 use crate::kernels::linear::linear;
@@ -238,40 +237,45 @@ fn image_step<T: Float>(
     }
 }
 
-/// Calls `f(input, output)` on one image's views of two slots; when they
-/// share a buffer (a concatenation written in place), the input is copied.
-fn with_slots<T: Float>(
-    views: &mut [&mut [T]],
-    from: Slot,
-    to: Slot,
-    f: impl FnOnce(&[T], &mut [T]),
-) {
-    let src = from.offset..from.offset + from.len;
-    let dst = to.offset..to.offset + to.len;
-    if from.buf == to.buf {
-        let copied = views[from.buf][src].to_vec();
-        f(&copied, &mut views[to.buf][dst]);
-    } else if from.buf < to.buf {
-        let (a, b) = views.split_at_mut(to.buf);
-        f(&a[from.buf][src], &mut b[0][dst]);
-    } else {
-        let (a, b) = views.split_at_mut(from.buf);
-        f(&b[0][src], &mut a[to.buf][dst]);
+/// One image's buffers as a sequence of steps sees them: a slot to read and
+/// a slot to write at a time.
+pub(crate) trait ImageViews<T> {
+    /// Calls `f(input, output)` on the views of two slots; when they share
+    /// storage (a concatenation written in place), the input is copied.
+    fn with_slots(&mut self, from: Slot, to: Slot, f: impl FnOnce(&[T], &mut [T]));
+}
+
+/// One image's part of every buffer (`views[b]` for buffer `b`).
+impl<T: Copy> ImageViews<T> for [&mut [T]] {
+    fn with_slots(&mut self, from: Slot, to: Slot, f: impl FnOnce(&[T], &mut [T])) {
+        let src = from.offset..from.offset + from.len;
+        let dst = to.offset..to.offset + to.len;
+        if from.buf == to.buf {
+            let copied = self[from.buf][src].to_vec();
+            f(&copied, &mut self[to.buf][dst]);
+        } else if from.buf < to.buf {
+            let (a, b) = self.split_at_mut(to.buf);
+            f(&a[from.buf][src], &mut b[0][dst]);
+        } else {
+            let (a, b) = self.split_at_mut(from.buf);
+            f(&b[0][src], &mut a[to.buf][dst]);
+        }
     }
 }
 
-/// Runs `steps` (the first of a plan's steps) on one image whose part of
-/// buffer `b` is `views[b]`. Image-major order keeps an image's activations
-/// in L2 from one step to the next, where step-major order over a batch
-/// evicts them.
-fn run_image<T: Float>(
+/// Runs `steps` (the plan's steps from index `first` on) on one image
+/// whose buffers `views` holds. Image-major order keeps an image's
+/// activations in L2 from one step to the next, where step-major order
+/// over a batch evicts them.
+fn run_image<T: Float, V: ImageViews<T> + ?Sized>(
     steps: &[Step<T>],
-    views: &mut [&mut [T]],
+    first: usize,
+    views: &mut V,
     scratch: &Mutex<Vec<Vec<T>>>,
     threads: usize,
 ) {
     for (i, step) in steps.iter().enumerate() {
-        crate::kernels::balance::set_site(i);
+        balance::set_site(first + i);
         match step {
             Step::Linear {
                 weight,
@@ -280,7 +284,7 @@ fn run_image<T: Float>(
                 out_features,
                 input,
                 output,
-            } => with_slots(views, *input, *output, |x, y| {
+            } => views.with_slots(*input, *output, |x, y| {
                 linear(
                     weight,
                     bias.as_deref(),
@@ -294,18 +298,52 @@ fn run_image<T: Float>(
             }),
             Step::Copy { parts } => {
                 for (from, to) in parts {
-                    with_slots(views, *from, *to, |x, y| y.copy_from_slice(x));
+                    views.with_slots(*from, *to, |x, y| y.copy_from_slice(x));
                 }
             }
             _ => {
                 if let Some((input, output)) = step.io() {
-                    with_slots(views, input, output, |x, y| {
+                    views.with_slots(input, output, |x, y| {
                         image_step(step, x, y, scratch, threads)
                     });
                 }
             }
         }
     }
+}
+
+/// Runs `steps` (the plan's first steps) on one image as [`run_image`]
+/// does, but the `forks` among them, when two threads are at hand, with
+/// each side on a thread of its own (one-thread kernels).
+fn run_forked<T: Float>(
+    steps: &[Step<T>],
+    forks: &[Fork],
+    views: &mut [&mut [T]],
+    scratch: &Mutex<Vec<Vec<T>>>,
+    threads: usize,
+) {
+    let mut at = 0;
+    for fork in forks.iter().filter(|f| f.end <= steps.len()) {
+        run_image(&steps[at..fork.start], at, views, scratch, threads);
+        at = fork.start;
+        // A vCPU the caller works without for now (`balance`) runs no side.
+        if balance::threads(threads) < 2 {
+            continue;
+        }
+        balance::set_site(fork.start);
+        let [mut a, mut b] = BranchViews::split(views, fork);
+        let (first, second) = (&steps[fork.start..fork.mid], &steps[fork.mid..fork.end]);
+        balance::join(
+            (fork.work[0], || {
+                run_image(first, fork.start, &mut a, scratch, 1)
+            }),
+            (fork.work[1], || {
+                run_image(second, fork.mid, &mut b, scratch, 1)
+            }),
+        );
+        at = fork.end;
+    }
+    run_image(&steps[at..], at, views, scratch, threads);
 }
 
 /// Runs `plan` on `input` (`batch` images, contiguous) and returns every
@@ -338,7 +376,12 @@ pub fn execute<T: Float>(
     let Arena {
         buffers, scratch, ..
     } = &mut *arena;
-    run_steps(&plan.steps, 0, buffers, scratch, batch, threads, timings);
+    if timings.is_none() && batch == 1 {
+        let mut views: Vec<&mut [T]> = buffers.iter_mut().map(|b| &mut b[..]).collect();
+        run_forked(&plan.steps, &plan.forks, &mut views, scratch, threads);
+    } else {
+        run_steps(&plan.steps, 0, buffers, scratch, batch, threads, timings);
+    }
     plan.results
         .iter()
         .map(|(_, _, s)| {
@@ -435,7 +478,7 @@ fn run_lanes<T: Float>(
         }
         v[in_slot.buf][in_slot.offset..in_slot.offset + in_slot.len]
             .copy_from_slice(&input[n * in_slot.len..(n + 1) * in_slot.len]);
-        run_image(head, v, scratch, gemm_threads);
+        run_forked(head, &plan.forks, v, scratch, gemm_threads);
         if let Ok(mut parts) = per_image[n].lock() {
             let ImageParts {
                 results,
@@ -519,7 +562,7 @@ fn run_steps<T: Float>(
     let par_images = threads > 1 && batch >= threads;
     let gemm_threads = if par_images { 1 } else { threads };
     for (i, step) in steps.iter().enumerate() {
-        crate::kernels::balance::set_site(first + i);
+        balance::set_site(first + i);
         run_step(
             step,
             buffers,

@@ -13,6 +13,7 @@
 mod error;
 mod exec;
 mod float;
+mod fork;
 pub mod kernels;
 mod plan;
 
@@ -121,9 +122,13 @@ impl Interpreter {
                 threads,
                 message: e.to_string(),
             })?;
-        fn typed<T: Float>(graph: &mut Graph, needed: &[bool]) -> Result<Typed<T>, InterpError> {
+        fn typed<T: Float>(
+            graph: &mut Graph,
+            needed: &[bool],
+            threads: usize,
+        ) -> Result<Typed<T>, InterpError> {
             let weights = prepare_weights::<T>(graph, needed)?;
-            let plan = build_plan(graph, &weights, needed, &[])?;
+            let plan = build_plan(graph, &weights, needed, &[], threads > 1)?;
             Ok(Typed {
                 weights,
                 plan,
@@ -131,8 +136,8 @@ impl Interpreter {
             })
         }
         let engine = match options.precision {
-            Precision::F32 => Engine::F32(typed(&mut graph, &needed)?),
-            Precision::F64 => Engine::F64(typed(&mut graph, &needed)?),
+            Precision::F32 => Engine::F32(typed(&mut graph, &needed, threads)?),
+            Precision::F64 => Engine::F64(typed(&mut graph, &needed, threads)?),
         };
         // Keep the structure only: the weights now live, converted, in the engine.
         for p in &mut graph.params {
@@ -180,7 +185,13 @@ impl Interpreter {
         let plan: &Plan<T> = if taps.is_empty() {
             &typed.plan
         } else {
-            plan_store = build_plan(&self.graph, &typed.weights, &self.needed, taps)?;
+            plan_store = build_plan(
+                &self.graph,
+                &typed.weights,
+                &self.needed,
+                taps,
+                self.threads > 1,
+            )?;
             &plan_store
         };
         if taps.is_empty() {

@@ -10,6 +10,7 @@ use incept_ir::{Graph, NodeId, ValueId};
 
 use crate::error::InterpError;
 use crate::float::Float;
+use crate::fork::{self, Fork};
 use crate::kernels::conv::ConvGeom;
 use crate::kernels::direct::{self, DirectWeights};
 use crate::kernels::eltwise::{Epilogue, batchnorm_scale_shift};
@@ -403,6 +404,9 @@ pub struct Plan<T> {
     pub n_outputs: usize,
     /// The steps a batch runs all images at once (see [`BatchTail`]).
     pub tail: BatchTail<T>,
+    /// Blocks whose branches one image runs on two threads at once (empty
+    /// for a plan for one thread).
+    pub forks: Vec<Fork>,
 }
 
 /// The last steps of a plan, which a batch of several images runs step by
@@ -589,12 +593,90 @@ struct Group {
     nodes: Vec<NodeId>,
 }
 
+/// A fork over groups: `start..mid` on one thread, `mid..end` on the
+/// other, with each side's multiply-accumulates.
+struct GroupFork {
+    start: usize,
+    mid: usize,
+    end: usize,
+    work: [usize; 2],
+}
+
+/// Chooses the forks ([`fork::choose`]) over `groups`, whose order it
+/// changes to put each fork's sides first.
+fn fork_groups(
+    graph: &Graph,
+    groups: &mut Vec<Group>,
+    producers: &[Option<NodeId>],
+) -> Vec<GroupFork> {
+    let mut group_of_node = vec![usize::MAX; graph.nodes.len()];
+    for (i, g) in groups.iter().enumerate() {
+        for &n in &g.nodes {
+            group_of_node[n] = i;
+        }
+    }
+    let deps: Vec<Vec<Option<usize>>> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut deps: Vec<Option<usize>> = g
+                .nodes
+                .iter()
+                .flat_map(|&n| &graph.nodes[n].inputs)
+                .map(|&v| {
+                    producers[v]
+                        .map(|p| group_of_node[p])
+                        .filter(|&g| g != usize::MAX)
+                })
+                .filter(|d| *d != Some(i))
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            deps
+        })
+        .collect();
+    let work: Vec<u64> = groups
+        .iter()
+        .map(|g| {
+            g.nodes
+                .iter()
+                .map(|&n| incept_ir::cost::node_macs(graph, &graph.nodes[n]))
+                .sum()
+        })
+        .collect();
+    let chosen = fork::choose(&deps, &work, fork::STEP_COST);
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    let mut forks = Vec::with_capacity(chosen.len());
+    for c in chosen {
+        order[c.start..c.start + c.order.len()].copy_from_slice(&c.order);
+        let side = |r: std::ops::Range<usize>| {
+            let w: u64 = order[r].iter().map(|&g| work[g]).sum();
+            usize::try_from(w).unwrap_or(usize::MAX)
+        };
+        forks.push(GroupFork {
+            start: c.start,
+            mid: c.mid,
+            end: c.end,
+            work: [side(c.start..c.mid), side(c.mid..c.end)],
+        });
+    }
+    let mut old: Vec<Group> = std::mem::take(groups);
+    *groups = order
+        .iter()
+        .map(|&i| Group {
+            nodes: std::mem::take(&mut old[i].nodes),
+        })
+        .collect();
+    forks
+}
+
 /// Builds the plan for `taps` (value ids to keep).
 pub fn build_plan<T: Float>(
     graph: &Graph,
     weights: &[NodeWeights<T>],
     needed: &[bool],
     taps: &[ValueId],
+    two_threads: bool,
 ) -> Result<Plan<T>, InterpError> {
     let nv = graph.values.len();
     let producers = graph.producers();
@@ -686,6 +768,14 @@ pub fn build_plan<T: Float>(
         groups.push(Group { nodes });
     }
     let group_output = |g: &Group| graph.nodes[g.nodes[g.nodes.len() - 1]].output;
+
+    // 1b. Blocks whose branches run on two threads at once: their groups
+    // reordered as the first thread's, the second's, then those after.
+    let forked = if two_threads {
+        fork_groups(graph, &mut groups, &producers)
+    } else {
+        Vec::new()
+    };
 
     // 2. Storage: which values are materialized, and which share another's storage.
     let mut materialized = vec![false; nv];
@@ -814,6 +904,21 @@ pub fn build_plan<T: Float>(
     for (v, _) in pinned.iter().enumerate().filter(|(_, p)| **p) {
         touch(v, n_steps, &mut first, &mut last);
     }
+    // What a fork's steps touch lives through the whole fork: its two
+    // sides run at once, so none of it can share storage.
+    for f in &forked {
+        for g in &groups[f.start..f.end] {
+            for &n in &g.nodes {
+                let node = &graph.nodes[n];
+                for &v in node.inputs.iter().chain([&node.output]) {
+                    if materialized[v] || parent[v].is_some() {
+                        touch(v, f.start, &mut first, &mut last);
+                        touch(v, f.end - 1, &mut first, &mut last);
+                    }
+                }
+            }
+        }
+    }
     // 4. Physical buffers: greedy reuse of freed buffers, the one freed last
     // among those large enough (else the one freed last, grown). A buffer
     // just read is still in L2 or L3, where one freed early in the run has
@@ -873,7 +978,10 @@ pub fn build_plan<T: Float>(
     // 5. Steps.
     let mut steps = Vec::with_capacity(groups.len());
     let mut step_names = Vec::with_capacity(groups.len());
+    // The index of each group's step (of the next step for a group without one).
+    let mut step_of_group = Vec::with_capacity(groups.len() + 1);
     for g in &groups {
+        step_of_group.push(steps.len());
         let head = &graph.nodes[g.nodes[0]];
         let out_v = group_output(g);
         let output = fix(slot(out_v), &buffers);
@@ -1070,6 +1178,24 @@ pub fn build_plan<T: Float>(
     }
     let result_slots: Vec<Slot> = results.iter().map(|r| r.2).collect();
     let tail = BatchTail::of(&steps, buffers.len(), &result_slots);
+    step_of_group.push(steps.len());
+    let forks = forked
+        .iter()
+        .filter_map(|f| {
+            let [start, mid, end] = [f.start, f.mid, f.end].map(|g| step_of_group[g]);
+            let slots = |r: std::ops::Range<usize>| -> Vec<(Slot, Slot)> {
+                steps[r].iter().flat_map(Step::slots).collect()
+            };
+            let pieces = fork::carve([&slots(start..mid), &slots(mid..end)])?;
+            (start < mid && mid < end && end <= tail.start).then_some(Fork {
+                start,
+                mid,
+                end,
+                work: f.work,
+                pieces,
+            })
+        })
+        .collect();
     Ok(Plan {
         steps,
         step_names,
@@ -1078,6 +1204,7 @@ pub fn build_plan<T: Float>(
         results,
         n_outputs,
         tail,
+        forks,
     })
 }
 
@@ -1129,5 +1256,67 @@ mod tests {
         assert_eq!(parts[0].1, Slot { stride: 20, ..half });
         assert!(covered(&[slot(2, 0, 12), slot(2, 12, 8)], cat));
         assert!(!covered(&[slot(2, 0, 12), slot(2, 13, 7)], cat));
+    }
+
+    /// The full-size model forks the blocks whose branches halve evenly,
+    /// and a plan for one thread forks nothing. Weights do not matter to
+    /// the plan, only shapes: zeros (and unit variances) will do.
+    #[test]
+    fn the_full_model_forks_nine_blocks_on_two_threads() {
+        use incept_ir::template::{InceptionV3Config, inception_v3};
+        let mut g = inception_v3(&InceptionV3Config {
+            aux_logits: false,
+            ..Default::default()
+        })
+        .expect("the template builds")
+        .graph;
+        let weights = g
+            .params
+            .iter()
+            .map(|p| {
+                let data = match p.dtype {
+                    incept_ir::DType::I64 => incept_ir::TensorData::I64(vec![0]),
+                    _ => incept_ir::TensorData::F32(vec![1.0; p.numel()]),
+                };
+                let t = incept_ir::Tensor::new(p.shape.clone(), data).expect("a tensor");
+                (p.name.clone(), t)
+            })
+            .collect();
+        g.bind(weights).expect("weights bind");
+        let needed = g.inference_nodes();
+        let w = prepare_weights::<f32>(&mut g.clone(), &needed).expect("weights prepare");
+        let plan = build_plan(&g, &w, &needed, &[], true).expect("a plan");
+        let blocks: Vec<&str> = plan
+            .forks
+            .iter()
+            .map(|f| {
+                let name = &plan.step_names[f.start].0;
+                name.split('.').next().unwrap_or(name)
+            })
+            .collect();
+        assert_eq!(
+            blocks,
+            [
+                "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+                "Mixed_7b", "Mixed_7c"
+            ]
+        );
+        for f in &plan.forks {
+            // Each side's steps belong to its block and run on one thread.
+            let block = plan.step_names[f.start].0.split('.').next();
+            for (name, _) in &plan.step_names[f.start..f.end] {
+                assert_eq!(
+                    name.split('.').next(),
+                    block,
+                    "{name} in a fork of {block:?}"
+                );
+            }
+            assert!(f.start < f.mid && f.mid < f.end);
+            let (a, b) = (f.work[0] as f64, f.work[1] as f64);
+            assert!(a.max(b) / a.min(b) < 1.2, "sides of {a} and {b} MACs");
+        }
+        let one = build_plan(&g, &w, &needed, &[], false).expect("a plan");
+        assert!(one.forks.is_empty());
+        assert_eq!(one.steps.len(), plan.steps.len());
     }
 }
