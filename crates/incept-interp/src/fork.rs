@@ -73,8 +73,11 @@ enum Side {
 /// 0.04-0.09 ms with them far apart.
 pub const STEP_COST: u64 = 1_200_000;
 
-/// Segments longer than this are not searched (an Inception block has at
-/// most 12 units; the search is exponential).
+/// Segments with more units to place than this are not searched (an
+/// Inception block has at most 12; the search is exponential). A unit
+/// without work that reads one unit of the segment, and is its only
+/// reader (a BatchNorm or ReLU left unfused because a tap keeps its input),
+/// is not placed but follows that unit.
 const MAX_UNITS: usize = 16;
 
 /// A fork chosen for units (in order) `start..end`, reordered as `order`.
@@ -124,13 +127,29 @@ pub fn choose(deps: &[Vec<Option<usize>>], work: &[u64], step_cost: u64) -> Vec<
             cuts.push(i);
         }
     }
+    let mut readers = vec![0usize; n];
+    for d in deps.iter().flatten().flatten() {
+        readers[*d] += 1;
+    }
     let mut chosen = Vec::new();
     let mut from = 0;
     for &cut in &cuts {
         let segment: Vec<usize> = (from..=cut).collect();
         from = cut + 1;
-        if (3..=MAX_UNITS).contains(&segment.len())
-            && let Some(sides) = best_split(&segment, deps, work, step_cost)
+        // The unit each unit follows (itself when it is placed).
+        let mut lead: Vec<usize> = Vec::with_capacity(segment.len());
+        for &u in &segment {
+            let follows = match deps[u][..] {
+                [Some(d)] if d >= segment[0] && work[u] == 0 && readers[d] == 1 => {
+                    lead[d - segment[0]]
+                }
+                _ => u,
+            };
+            lead.push(follows);
+        }
+        let placed = segment.iter().zip(&lead).filter(|(u, l)| u == l).count();
+        if (3..=MAX_UNITS).contains(&placed)
+            && let Some(sides) = best_split(&segment, &lead, deps, work, step_cost)
         {
             let pick = |s: Side| segment.iter().zip(&sides).filter(move |(_, x)| **x == s);
             let mut order: Vec<usize> = pick(Side::Thread(0)).map(|(u, _)| *u).collect();
@@ -152,6 +171,7 @@ pub fn choose(deps: &[Vec<Option<usize>>], work: &[u64], step_cost: u64) -> Vec<
 /// The best placement of a segment's units, when it is worth a fork.
 fn best_split(
     segment: &[usize],
+    lead: &[usize],
     deps: &[Vec<Option<usize>>],
     work: &[u64],
     step_cost: u64,
@@ -162,6 +182,7 @@ fn best_split(
     let mut best: Option<(f64, Vec<Side>)> = None;
     let search = Search {
         segment,
+        lead,
         deps,
         work,
         step_cost,
@@ -175,6 +196,8 @@ fn best_split(
 /// The search for a segment's best placement.
 struct Search<'a> {
     segment: &'a [usize],
+    /// The unit each follows (see [`MAX_UNITS`]).
+    lead: &'a [usize],
     deps: &'a [Vec<Option<usize>>],
     work: &'a [u64],
     step_cost: u64,
@@ -199,6 +222,13 @@ impl Search<'_> {
             return;
         };
         let start = self.segment[0];
+        let lead = self.lead[u - start];
+        if lead != u {
+            sides.push(sides[lead - start]);
+            self.run(sides, sums, best);
+            sides.pop();
+            return;
+        }
         // The sides of the segment's units that `u` reads.
         let read: Vec<Side> = self.deps[u]
             .iter()
@@ -432,6 +462,53 @@ mod tests {
         assert!(chosen.is_empty(), "{chosen:?}");
         let chain: Vec<Vec<Option<usize>>> = (0usize..6).map(|u| vec![u.checked_sub(1)]).collect();
         assert!(choose(&chain, &[1; 6], 1).is_empty());
+    }
+
+    /// The block with each unit that has work followed by two without
+    /// (an unfused BatchNorm and ReLU, their inputs tapped): 24 units,
+    /// beyond [`MAX_UNITS`], of which 10 are placed; the fork is the one
+    /// of the fused block.
+    #[test]
+    fn units_without_work_follow_what_they_read() {
+        let (deps, work) = block();
+        let mut new_of = Vec::new();
+        let (mut deps2, mut work2): (Vec<Vec<Option<usize>>>, Vec<u64>) = (Vec::new(), Vec::new());
+        for (u, ds) in deps.iter().enumerate() {
+            deps2.push(ds.iter().map(|d| d.map(|d: usize| new_of[d])).collect());
+            work2.push(work[u]);
+            if work[u] > 0 && (1..8).contains(&u) {
+                for _ in 0..2 {
+                    deps2.push(vec![Some(deps2.len() - 1)]);
+                    work2.push(0);
+                }
+            }
+            new_of.push(deps2.len() - 1);
+        }
+        assert_eq!(deps2.len(), 24);
+        let chosen = choose(&deps2, &work2, 1);
+        assert_eq!(chosen.len(), 1, "{chosen:?}");
+        let c = &chosen[0];
+        let side = |r: std::ops::Range<usize>| {
+            c.order[r.start - 1..r.end - 1]
+                .iter()
+                .map(|&u| work2[u])
+                .sum::<u64>()
+        };
+        let (a, b) = (side(c.start..c.mid), side(c.mid..c.end));
+        assert_eq!((a.max(b), a.min(b)), (86, 85), "{c:?}");
+        // A follower runs on its leader's side, after it.
+        for (i, &u) in c.order.iter().enumerate() {
+            if work2[u] == 0 && deps2[u].len() == 1 {
+                let leader = deps2[u][0].expect("a unit of the block");
+                let at = c
+                    .order
+                    .iter()
+                    .position(|&x| x == leader)
+                    .expect("in the fork");
+                let part = |i: usize| usize::from(i + 1 >= c.mid) + usize::from(i + 1 >= c.end);
+                assert!(at < i && part(at) == part(i), "{u} follows {leader}: {c:?}");
+            }
+        }
     }
 
     fn slot(buf: usize, offset: usize, len: usize) -> Slot {

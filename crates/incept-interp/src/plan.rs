@@ -1258,18 +1258,12 @@ mod tests {
         assert!(!covered(&[slot(2, 0, 12), slot(2, 13, 7)], cat));
     }
 
-    /// The full-size model forks the blocks whose branches halve evenly,
-    /// and a plan for one thread forks nothing. Weights do not matter to
-    /// the plan, only shapes: zeros (and unit variances) will do.
-    #[test]
-    fn the_full_model_forks_nine_blocks_on_two_threads() {
-        use incept_ir::template::{InceptionV3Config, inception_v3};
-        let mut g = inception_v3(&InceptionV3Config {
-            aux_logits: false,
-            ..Default::default()
-        })
-        .expect("the template builds")
-        .graph;
+    /// The template's graph for `config`, with weights of ones (the plan
+    /// depends on shapes only).
+    fn template(config: &incept_ir::template::InceptionV3Config) -> Graph {
+        let mut g = incept_ir::template::inception_v3(config)
+            .expect("the template builds")
+            .graph;
         let weights = g
             .params
             .iter()
@@ -1283,6 +1277,17 @@ mod tests {
             })
             .collect();
         g.bind(weights).expect("weights bind");
+        g
+    }
+
+    /// The full-size model forks the blocks whose branches halve evenly,
+    /// and a plan for one thread forks nothing.
+    #[test]
+    fn the_full_model_forks_nine_blocks_on_two_threads() {
+        let g = template(&incept_ir::template::InceptionV3Config {
+            aux_logits: false,
+            ..Default::default()
+        });
         let needed = g.inference_nodes();
         let w = prepare_weights::<f32>(&mut g.clone(), &needed).expect("weights prepare");
         let plan = build_plan(&g, &w, &needed, &[], true).expect("a plan");
@@ -1318,5 +1323,51 @@ mod tests {
         let one = build_plan(&g, &w, &needed, &[], false).expect("a plan");
         assert!(one.forks.is_empty());
         assert_eq!(one.steps.len(), plan.steps.len());
+    }
+
+    /// The narrow model of `tests/properties.rs` (1/16 of the widths) forks
+    /// too, every value tapped or not, so the tests there that a run's bits
+    /// do not depend on the threads or the batch cover forked runs.
+    #[test]
+    fn the_narrow_model_of_the_property_tests_forks() {
+        use incept_ir::template::{InceptionV3Config, Widths};
+        let full = template(&InceptionV3Config::default());
+        let mut widths = Widths::full();
+        for n in &full.nodes {
+            if let (Op::Conv2d(c), Some(m)) = (&n.op, n.name.strip_suffix(".conv")) {
+                widths.set(m, c.out_channels / 16);
+            }
+        }
+        let g = template(&InceptionV3Config {
+            num_classes: 10,
+            widths,
+            ..Default::default()
+        });
+        let needed = g.inference_nodes();
+        let w = prepare_weights::<f32>(&mut g.clone(), &needed).expect("weights prepare");
+        let all: Vec<ValueId> = (0..g.values.len())
+            .filter(|&v| needed_value(&g, &needed, v))
+            .collect();
+        for taps in [&[][..], &all[..]] {
+            let plan = build_plan(&g, &w, &needed, taps, true).expect("a plan");
+            assert!(
+                plan.forks.len() >= 5,
+                "{} forks {:?}",
+                plan.forks.len(),
+                plan.forks
+                    .iter()
+                    .map(|f| &plan.step_names[f.start].0)
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+
+    /// Whether an inference node computes `v` (the graph's input counts).
+    fn needed_value(g: &Graph, needed: &[bool], v: ValueId) -> bool {
+        g.inputs.contains(&v)
+            || g.nodes
+                .iter()
+                .enumerate()
+                .any(|(i, n)| needed[i] && n.output == v)
     }
 }
