@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::fork::{BranchViews, Fork};
+use crate::fork::BranchViews;
 use crate::kernels::balance;
 use crate::kernels::conv::{Weights, conv2d, conv2d_direct, scratch_of};
 use crate::kernels::eltwise::Epilogue;
@@ -312,33 +312,41 @@ fn run_image<T: Float, V: ImageViews<T> + ?Sized>(
     }
 }
 
-/// Runs `steps` (the plan's first steps) on one image as [`run_image`]
-/// does, but the `forks` among them, when two threads are at hand, with
-/// each side on a thread of its own (one-thread kernels).
+/// Runs `steps` (`plan`'s first steps) on one image as [`run_image`]
+/// does, but the plan's forks among them, when two threads are at hand,
+/// with each side on a thread of its own (one-thread kernels).
 fn run_forked<T: Float>(
+    plan: &Plan<T>,
     steps: &[Step<T>],
-    forks: &[Fork],
     views: &mut [&mut [T]],
     scratch: &Mutex<Vec<Vec<T>>>,
     threads: usize,
 ) {
     let mut at = 0;
-    for fork in forks.iter().filter(|f| f.end <= steps.len()) {
+    for (i, fork) in plan.forks.iter().enumerate() {
+        if fork.end > steps.len() {
+            break;
+        }
         run_image(&steps[at..fork.start], at, views, scratch, threads);
         at = fork.start;
         // A vCPU the caller works without for now (`balance`) runs no side.
         if balance::threads(threads) < 2 {
             continue;
         }
-        balance::set_site(fork.start);
         let [mut a, mut b] = BranchViews::split(views, fork);
         let (first, second) = (&steps[fork.start..fork.mid], &steps[fork.mid..fork.end]);
+        // The sides name their steps' sites as they go; each names the
+        // fork's own (after the plan's steps) when done, so that the join
+        // records the two threads' speeds there, not on a step's.
+        let site = plan.steps.len() + i;
         balance::join(
             (fork.work[0], || {
-                run_image(first, fork.start, &mut a, scratch, 1)
+                run_image(first, fork.start, &mut a, scratch, 1);
+                balance::set_site(site);
             }),
             (fork.work[1], || {
-                run_image(second, fork.mid, &mut b, scratch, 1)
+                run_image(second, fork.mid, &mut b, scratch, 1);
+                balance::set_site(site);
             }),
         );
         at = fork.end;
@@ -378,7 +386,7 @@ pub fn execute<T: Float>(
     } = &mut *arena;
     if timings.is_none() && batch == 1 {
         let mut views: Vec<&mut [T]> = buffers.iter_mut().map(|b| &mut b[..]).collect();
-        run_forked(&plan.steps, &plan.forks, &mut views, scratch, threads);
+        run_forked(plan, &plan.steps, &mut views, scratch, threads);
     } else {
         run_steps(&plan.steps, 0, buffers, scratch, batch, threads, timings);
     }
@@ -478,7 +486,7 @@ fn run_lanes<T: Float>(
         }
         v[in_slot.buf][in_slot.offset..in_slot.offset + in_slot.len]
             .copy_from_slice(&input[n * in_slot.len..(n + 1) * in_slot.len]);
-        run_forked(head, &plan.forks, v, scratch, gemm_threads);
+        run_forked(plan, head, v, scratch, gemm_threads);
         if let Ok(mut parts) = per_image[n].lock() {
             let ImageParts {
                 results,
