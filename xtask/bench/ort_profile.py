@@ -1,8 +1,9 @@
 """Per-layer times of onnxruntime on an ONNX model, to set beside
-`cargo run --release -p incept-interp --example conv_profile -- MODEL.pth [threads]`.
+`cargo run --release -p incept-interp --example conv_profile -- MODEL.pth [threads] [batch]`.
 
-Run in the repo's venv: `.venv/bin/python xtask/bench/ort_profile.py fixtures/full/ts_folded.onnx [threads]`.
-Prints each node's median kernel time (over 20 runs) in ms, in execution order, and their sum.
+Run in the repo's venv: `.venv/bin/python xtask/bench/ort_profile.py fixtures/full/ts_folded.onnx [threads] [batch]`.
+Prints each node's median kernel time (over 20 runs, 6 for a batch) in ms for the whole batch, in
+execution order, and their sum.
 """
 
 import collections
@@ -17,14 +18,15 @@ import onnxruntime as ort
 def main() -> int:
     path = sys.argv[1]
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    batch = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.enable_profiling = True
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((1, 3, 299, 299), dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal((batch, 3, 299, 299), dtype=np.float32)
     name = sess.get_inputs()[0].name
-    for _ in range(20):
+    for _ in range(20 if batch == 1 else 6):
         sess.run(None, {name: x})
     trace = sess.end_profiling()
     events = json.load(open(trace))
