@@ -511,20 +511,17 @@ mod tests {
         }
     }
 
-    fn slot(buf: usize, offset: usize, len: usize) -> Slot {
-        Slot {
-            buf,
-            offset,
-            len,
-            stride: 100,
-        }
-    }
-
     #[test]
     fn sides_own_what_they_write_and_share_what_both_read() {
-        let input = slot(0, 0, 30);
-        let a = [(input, slot(1, 0, 10)), (slot(1, 0, 10), slot(2, 0, 20))];
-        let b = [(input, slot(3, 0, 10)), (slot(3, 0, 10), slot(2, 20, 20))];
+        let input = Slot::at(0, 0, 30);
+        let a = [
+            (input, Slot::at(1, 0, 10)),
+            (Slot::at(1, 0, 10), Slot::at(2, 0, 20)),
+        ];
+        let b = [
+            (input, Slot::at(3, 0, 10)),
+            (Slot::at(3, 0, 10), Slot::at(2, 20, 20)),
+        ];
         let pieces = carve([&a, &b]).expect("independent sides");
         let owners: Vec<(usize, usize, Owner)> =
             pieces.iter().map(|p| (p.buf, p.offset, p.owner)).collect();
@@ -539,15 +536,15 @@ mod tests {
             ]
         );
         // Side 1 writing what side 0 reads is no fork.
-        let b = [(input, slot(1, 5, 10))];
+        let b = [(input, Slot::at(1, 5, 10))];
         assert_eq!(carve([&a, &b]), None);
     }
 
     #[test]
     fn views_give_each_side_its_pieces() {
-        let input = slot(0, 0, 4);
-        let a = [(input, slot(1, 0, 4))];
-        let b = [(input, slot(1, 4, 4))];
+        let input = Slot::at(0, 0, 4);
+        let a = [(input, Slot::at(1, 0, 4))];
+        let b = [(input, Slot::at(1, 4, 4))];
         let fork = Fork {
             start: 0,
             mid: 1,

@@ -31,6 +31,19 @@ pub struct Slot {
     pub stride: usize,
 }
 
+#[cfg(test)]
+impl Slot {
+    /// A slot of buffer `buf` in a test, in parts of 100 per image.
+    pub(crate) fn at(buf: usize, offset: usize, len: usize) -> Self {
+        Slot {
+            buf,
+            offset,
+            len,
+            stride: 100,
+        }
+    }
+}
+
 /// Weights of one node, converted to the compute type once.
 #[derive(Debug)]
 pub enum NodeWeights<T> {
@@ -1212,15 +1225,6 @@ pub fn build_plan<T: Float>(
 mod tests {
     use super::*;
 
-    fn slot(buf: usize, offset: usize, len: usize) -> Slot {
-        Slot {
-            buf,
-            offset,
-            len,
-            stride: 100,
-        }
-    }
-
     /// A concatenation whose first half the steps before the tail wrote
     /// and whose second half the tail writes: read whole by the tail, or
     /// kept as a result, it must be copied in from the image's own run
@@ -1228,10 +1232,10 @@ mod tests {
     #[test]
     fn the_tail_takes_in_what_it_has_not_written_whole() {
         let (a, b, cat, half) = (
-            slot(0, 0, 10),
-            slot(1, 0, 20),
-            slot(2, 0, 20),
-            slot(2, 10, 10),
+            Slot::at(0, 0, 10),
+            Slot::at(1, 0, 20),
+            Slot::at(2, 0, 20),
+            Slot::at(2, 10, 10),
         );
         let steps: Vec<Step<f32>> = vec![
             Step::Copy {
@@ -1241,7 +1245,7 @@ mod tests {
                 parts: vec![(cat, b)],
             },
             Step::Copy {
-                parts: vec![(b, slot(3, 0, 20))],
+                parts: vec![(b, Slot::at(3, 0, 20))],
             },
         ];
         let tail = BatchTail::from_start(&steps, 0, 4, &[cat, b, a]);
@@ -1254,8 +1258,8 @@ mod tests {
             panic!("a copy stays a copy");
         };
         assert_eq!(parts[0].1, Slot { stride: 20, ..half });
-        assert!(covered(&[slot(2, 0, 12), slot(2, 12, 8)], cat));
-        assert!(!covered(&[slot(2, 0, 12), slot(2, 13, 7)], cat));
+        assert!(covered(&[Slot::at(2, 0, 12), Slot::at(2, 12, 8)], cat));
+        assert!(!covered(&[Slot::at(2, 0, 12), Slot::at(2, 13, 7)], cat));
     }
 
     /// The template's graph for `config`, with weights of ones (the plan
