@@ -68,9 +68,10 @@ enum Side {
 /// work, in multiply-accumulates: the meeting point and the data the other
 /// core wrote. A fork costs twice as much: its meeting point, and the
 /// imbalance of its sides, which it cannot even out by the threads' speeds
-/// as a split step does. About 0.02 ms of
-/// one core (60 GMAC/s); measured at 0.01 ms with the vCPUs close and
-/// 0.04-0.09 ms with them far apart.
+/// as a split step does. About 0.02 ms of one core (60 GMAC/s), between
+/// the 0.01 ms measured with the vCPUs close and the 0.04-0.09 ms with them
+/// far apart; 4 M (more forked, larger sides) ran no faster in alternating
+/// runs.
 pub const STEP_COST: u64 = 1_200_000;
 
 /// Segments with more units to place than this are not searched (an
@@ -86,9 +87,10 @@ pub struct Chosen {
     /// The units in their new order: the first side's, the second's, then
     /// those that run after the fork.
     pub order: Vec<usize>,
-    /// The units (indices into the new order) where the first side starts.
+    /// The segment's first unit: `order` replaces units
+    /// `start..start + order.len()`, and the first side starts here.
     pub start: usize,
-    /// Where the second side starts.
+    /// Where the second side starts (`start` plus the first side's units).
     pub mid: usize,
     /// Where the units after the fork start.
     pub end: usize,
