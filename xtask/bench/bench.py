@@ -257,7 +257,7 @@ def main() -> int:
             "apart) a cache line's round trip between two threads takes 300-450 ns instead of 45-90 (the last\n"
             "column: `cargo run --release -p incept-interp --example core_latency` before and after each\n"
             "configuration), and two-thread batch-1 runs slow down; incept then runs each Inception block's\n"
-            "branches as two sides, one thread each (`fork.rs`), 3-7% faster than splitting every step. Hosts\n"
+            "branches as two sides, one thread each (`fork.rs`), 4-7% faster than splitting every step. Hosts\n"
             "differ too: the same configurations ran at 0.98-1.00 on a host twice as fast (2026-11-28, figures in\n"
             "git history) and at 0.99-1.11 on one where the two vCPUs often run at speeds 10-25% apart for\n"
             "minutes; incept splits a two-thread step by a share learned per step and a block's branches by\n"
