@@ -312,6 +312,30 @@ fn run_image<T: Float, V: ImageViews<T> + ?Sized>(
     }
 }
 
+/// Runs one side of a fork (`steps`, from the plan's step `first` on) on
+/// the calling thread; the other thread, once done with its own side, may
+/// help with the last step ([`balance::elastic`]).
+fn run_side<T: Float>(
+    steps: &[Step<T>],
+    first: usize,
+    views: &mut BranchViews<'_, T>,
+    scratch: &Mutex<Vec<Vec<T>>>,
+) {
+    let Some((last, rest)) = steps.split_last() else {
+        return;
+    };
+    run_image(rest, first, views, scratch, 1);
+    balance::elastic(|| {
+        run_image(
+            std::slice::from_ref(last),
+            first + rest.len(),
+            views,
+            scratch,
+            2,
+        )
+    });
+}
+
 /// Runs `steps` (`plan`'s first steps) on one image as [`run_image`]
 /// does, but the plan's forks among them, when two threads are at hand,
 /// with each side on a thread of its own (one-thread kernels).
@@ -339,13 +363,13 @@ fn run_forked<T: Float>(
         // fork's own (after the plan's steps) when done, so that the join
         // records the two threads' speeds there, not on a step's.
         let site = plan.steps.len() + i;
-        balance::join(
+        balance::join_helping(
             (fork.work[0], || {
-                run_image(first, fork.start, &mut a, scratch, 1);
+                run_side(first, fork.start, &mut a, scratch);
                 balance::set_site(site);
             }),
             (fork.work[1], || {
-                run_image(second, fork.mid, &mut b, scratch, 1);
+                run_side(second, fork.mid, &mut b, scratch);
                 balance::set_site(site);
             }),
         );

@@ -11,6 +11,7 @@
 //! thread computes what, never how a value is computed: results do not
 //! depend on it.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -43,10 +44,64 @@ fn now_ns() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+thread_local! {
+    /// Set while this thread runs a fork side's last step ([`elastic`]).
+    static ELASTIC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, a fork side's last step, so that a kernel that can cuts its
+/// work into chunks ([`both_ends`]), which the other thread takes from the
+/// back once its own side is done; any other two-thread section in `f`
+/// runs on this thread alone. A fork's sides are sized by their MACs, and
+/// one thread is often the slower (by 5-15%): without this the faster
+/// waited at every fork's end.
+pub fn elastic<R>(f: impl FnOnce() -> R) -> R {
+    /// Clears the flag however `f` ends.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ELASTIC.with(|e| e.set(false));
+        }
+    }
+    ELASTIC.with(|e| e.set(true));
+    let _reset = Reset;
+    f()
+}
+
+/// True inside [`elastic`].
+pub fn is_elastic() -> bool {
+    ELASTIC.with(Cell::get)
+}
+
+/// Runs `f` on every chunk, the calling thread taking chunks from the front
+/// and any thread that comes to help (a finished fork side's, waiting in
+/// [`join_helping`]) from the back, until none is left.
+pub fn both_ends<C: Send>(chunks: Vec<C>, f: impl Fn(C) + Sync) {
+    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(chunks));
+    let take = |front: bool| {
+        queue
+            .lock()
+            .ok()
+            .and_then(|mut q| if front { q.pop_front() } else { q.pop_back() })
+    };
+    join_spinning(
+        || {
+            while let Some(c) = take(true) {
+                f(c);
+            }
+        },
+        || {
+            while let Some(c) = take(false) {
+                f(c);
+            }
+        },
+    );
+}
+
 /// The threads a parallel section should use now: `requested`, or 1 while
-/// the caller works alone.
+/// the caller works alone or inside [`elastic`].
 pub fn threads(requested: usize) -> usize {
-    if requested > 1 && now_ns() < SOLO_UNTIL.load(Ordering::Relaxed) {
+    if requested > 1 && (is_elastic() || now_ns() < SOLO_UNTIL.load(Ordering::Relaxed)) {
         1
     } else {
         requested.max(1)
@@ -78,8 +133,25 @@ fn first_share_of(units: usize, share: f64) -> usize {
 /// caller, if the worker does not take it), then records how fast each
 /// went for the next split; `wa` and `wb` measure their work.
 pub fn join((wa, a): (usize, impl FnOnce() + Send), (wb, b): (usize, impl FnOnce() + Send)) {
+    join_timed((wa, a), (wb, b), false);
+}
+
+/// [`join`] for a fork's two sides: a thread done with its side helps the
+/// other side's last step ([`elastic`]) while it waits.
+pub fn join_helping(
+    (wa, a): (usize, impl FnOnce() + Send),
+    (wb, b): (usize, impl FnOnce() + Send),
+) {
+    join_timed((wa, a), (wb, b), true);
+}
+
+fn join_timed(
+    (wa, a): (usize, impl FnOnce() + Send),
+    (wb, b): (usize, impl FnOnce() + Send),
+    help: bool,
+) {
     let start = Instant::now();
-    let (ta, (tb, other)) = join_spinning(
+    let (ta, (tb, other)) = join_inner(
         || {
             a();
             start.elapsed()
@@ -88,6 +160,7 @@ pub fn join((wa, a): (usize, impl FnOnce() + Send), (wb, b): (usize, impl FnOnce
             b();
             start.elapsed()
         },
+        help,
     );
     update(wa, ta, wb, tb, other);
 }
@@ -98,13 +171,21 @@ pub fn join_spinning<RA: Send, RB: Send>(
     a: impl FnOnce() -> RA + Send,
     b: impl FnOnce() -> RB + Send,
 ) -> (RA, (RB, bool)) {
+    join_inner(a, b, false)
+}
+
+fn join_inner<RA: Send, RB: Send>(
+    a: impl FnOnce() -> RA + Send,
+    b: impl FnOnce() -> RB + Send,
+    help: bool,
+) -> (RA, (RB, bool)) {
     let me = rayon::current_thread_index();
     // `b`: not started, running on the other worker, or done.
     let state = AtomicU8::new(IDLE);
     rayon::join(
         || {
             let ra = a();
-            wait_for(&state);
+            wait_for(&state, help);
             ra
         },
         || {
@@ -130,11 +211,14 @@ const SPIN: Duration = Duration::from_millis(2);
 /// Spins while the other worker runs its part. Left to rayon, a caller
 /// that finished first soon slept, and woke 50-100 µs after the other part
 /// ended: 0.3-0.6 ms per two-thread run, over its 105 sections.
-fn wait_for(state: &AtomicU8) {
+/// With `help`, it runs pending work instead (the other part's chunks).
+fn wait_for(state: &AtomicU8, help: bool) {
     let since = Instant::now();
     let mut spins = 0u32;
     while state.load(Ordering::Acquire) == RUNNING {
-        std::hint::spin_loop();
+        if !help || rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::hint::spin_loop();
+        }
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(256) && since.elapsed() > SPIN {
             break;
@@ -202,6 +286,23 @@ mod tests {
         assert!((s - 0.5).abs() < 1e-3, "{s}");
         assert_eq!(first_share_of(2, 0.95), 1);
         assert_eq!(first_share_of(100, 0.05), 5);
+    }
+
+    #[test]
+    fn both_ends_runs_every_chunk_once_and_elastic_keeps_the_rest_on_one_thread() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a pool");
+        let done: Vec<AtomicUsize> = (0..37).map(|_| AtomicUsize::new(0)).collect();
+        pool.install(|| {
+            both_ends((0..37).collect(), |i: usize| {
+                done[i].fetch_add(1, Ordering::Relaxed);
+            });
+        });
+        assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
+        assert_eq!(elastic(|| (is_elastic(), threads(2))), (true, 1));
+        assert!(!is_elastic(), "the flag is cleared after");
     }
 
     #[test]

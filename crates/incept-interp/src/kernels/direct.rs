@@ -229,7 +229,49 @@ pub fn conv(
     }
     // Where output pixel 0 lies in a channel's plane.
     let origin = top * pitch + left;
-    if threads >= 2 && split_channels(units, panels) {
+    if super::balance::is_elastic() && units >= 2 {
+        // A fork side's last step: in chunks of rows (tiles), which the
+        // other thread takes from the back when its side is done.
+        let n = units.min(8);
+        let bounds: Vec<usize> = (0..n).map(|i| (i * units / n) * unit).collect();
+        let cut = |px: usize| {
+            if flat(g) {
+                origin + px
+            } else {
+                (top + px / g.ow) * pitch
+            }
+        };
+        // (first pixel, end pixel, where the first lies, the chunk's part of each plane)
+        let mut chunks: Vec<(usize, usize, usize, Vec<&mut [f32]>)> = (0..n)
+            .map(|i| {
+                let hi = bounds.get(i + 1).copied().unwrap_or(plane);
+                let at = match i {
+                    0 => origin,
+                    _ if flat(g) => 0,
+                    _ => left,
+                };
+                (bounds[i], hi, at, Vec::with_capacity(planes.len()))
+            })
+            .collect();
+        for p in planes {
+            let mut rest: &mut [f32] = p;
+            let mut at = 0;
+            for (i, c) in chunks.iter_mut().enumerate() {
+                match bounds.get(i + 1) {
+                    Some(&next) => {
+                        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(cut(next) - at);
+                        c.3.push(mine);
+                        rest = tail;
+                        at = cut(next);
+                    }
+                    None => c.3.push(std::mem::take(&mut rest)),
+                }
+            }
+        }
+        super::balance::both_ends(chunks, |(lo, hi, at, mut c)| {
+            pixels_of(&mut c, &args, 0, (lo, hi), at)
+        });
+    } else if threads >= 2 && split_channels(units, panels) {
         let split = super::balance::first_share(panels);
         let (a, b) = planes.split_at_mut(split * PANEL);
         super::balance::join(
