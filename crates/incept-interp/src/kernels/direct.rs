@@ -229,46 +229,21 @@ pub fn conv(
     }
     // Where output pixel 0 lies in a channel's plane.
     let origin = top * pitch + left;
+    let cut = Cut {
+        flat: flat(g),
+        origin,
+        top,
+        left,
+        ow: g.ow,
+        pitch,
+        plane,
+    };
     if super::balance::is_elastic() && units >= 2 {
         // A fork side's last step: in chunks of rows (tiles), which the
         // other thread takes from the back when its side is done.
         let n = units.min(8);
         let bounds: Vec<usize> = (0..n).map(|i| (i * units / n) * unit).collect();
-        let cut = |px: usize| {
-            if flat(g) {
-                origin + px
-            } else {
-                (top + px / g.ow) * pitch
-            }
-        };
-        // (first pixel, end pixel, where the first lies, the chunk's part of each plane)
-        let mut chunks: Vec<(usize, usize, usize, Vec<&mut [f32]>)> = (0..n)
-            .map(|i| {
-                let hi = bounds.get(i + 1).copied().unwrap_or(plane);
-                let at = match i {
-                    0 => origin,
-                    _ if flat(g) => 0,
-                    _ => left,
-                };
-                (bounds[i], hi, at, Vec::with_capacity(planes.len()))
-            })
-            .collect();
-        for p in planes {
-            let mut rest: &mut [f32] = p;
-            let mut at = 0;
-            for (i, c) in chunks.iter_mut().enumerate() {
-                match bounds.get(i + 1) {
-                    Some(&next) => {
-                        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(cut(next) - at);
-                        c.3.push(mine);
-                        rest = tail;
-                        at = cut(next);
-                    }
-                    None => c.3.push(std::mem::take(&mut rest)),
-                }
-            }
-        }
-        super::balance::both_ends(chunks, |(lo, hi, at, mut c)| {
+        super::balance::both_ends(cut.parts(planes, &bounds), |(lo, hi, at, mut c)| {
             pixels_of(&mut c, &args, 0, (lo, hi), at)
         });
     } else if threads >= 2 && split_channels(units, panels) {
@@ -282,23 +257,81 @@ pub fn conv(
         );
     } else if threads >= 2 && units >= 2 {
         let split = super::balance::first_share(units) * unit;
-        // Each channel's plane, cut where pixel `split` starts (its row's
-        // left border, for rows); the second part's pixels start at `rest`.
-        let (cut, rest) = if flat(g) {
-            (origin + split, 0)
-        } else {
-            ((top + split / g.ow) * pitch, left)
-        };
-        let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) =
-            planes.into_iter().map(|p| p.split_at_mut(cut)).unzip();
-        super::balance::join(
-            (split, || pixels_of(&mut a, &args, 0, (0, split), origin)),
-            (plane - split, || {
-                pixels_of(&mut b, &args, 0, (split, plane), rest)
-            }),
-        );
+        let mut two = cut.parts(planes, &[0, split]).into_iter();
+        if let (Some((_, _, at_a, mut a)), Some((_, _, at_b, mut b))) = (two.next(), two.next()) {
+            super::balance::join(
+                (split, || pixels_of(&mut a, &args, 0, (0, split), at_a)),
+                (plane - split, || {
+                    pixels_of(&mut b, &args, 0, (split, plane), at_b)
+                }),
+            );
+        }
     } else {
         pixels_of(&mut planes, &args, 0, (0, plane), origin);
+    }
+}
+
+/// Where [`conv`]'s output planes are cut between parts of its pixels.
+struct Cut {
+    flat: bool,
+    /// Where pixel 0 lies in a plane.
+    origin: usize,
+    top: usize,
+    left: usize,
+    ow: usize,
+    pitch: usize,
+    /// Pixels per plane.
+    plane: usize,
+}
+
+impl Cut {
+    /// Where pixel `px` (a part's first) starts its part of a plane: the
+    /// pixel itself on a flat plane, its row's left border for rows.
+    fn at(&self, px: usize) -> usize {
+        if self.flat {
+            self.origin + px
+        } else {
+            (self.top + px / self.ow) * self.pitch
+        }
+    }
+
+    /// The planes cut at pixels `bounds` (ascending, the first 0): per part,
+    /// its first and end pixel, where its first pixel lies in its slices,
+    /// and its slice of each plane (the last part to the plane's end).
+    fn parts<'o>(
+        &self,
+        planes: Vec<&'o mut [f32]>,
+        bounds: &[usize],
+    ) -> Vec<(usize, usize, usize, Vec<&'o mut [f32]>)> {
+        let n = bounds.len();
+        let mut parts: Vec<(usize, usize, usize, Vec<&'o mut [f32]>)> = (0..n)
+            .map(|i| {
+                let hi = bounds.get(i + 1).copied().unwrap_or(self.plane);
+                let first = match i {
+                    0 => self.origin,
+                    _ if self.flat => 0,
+                    _ => self.left,
+                };
+                (bounds[i], hi, first, Vec::with_capacity(planes.len()))
+            })
+            .collect();
+        for p in planes {
+            let mut rest = p;
+            let mut at = 0;
+            for (i, part) in parts.iter_mut().enumerate() {
+                match bounds.get(i + 1) {
+                    Some(&next) => {
+                        let (mine, tail) =
+                            std::mem::take(&mut rest).split_at_mut(self.at(next) - at);
+                        part.3.push(mine);
+                        rest = tail;
+                        at = self.at(next);
+                    }
+                    None => part.3.push(std::mem::take(&mut rest)),
+                }
+            }
+        }
+        parts
     }
 }
 
