@@ -22,7 +22,7 @@ pub enum Weights<'a, T> {
 }
 
 /// Geometry of a convolution, fixed at plan time.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvGeom {
     /// Input channels, height, width.
     pub c: usize,

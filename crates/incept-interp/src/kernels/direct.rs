@@ -15,6 +15,7 @@ use super::conv::{ConvGeom, pad_into, padded_size, zero_few};
 use super::pool::PoolGeom;
 use super::sgemm::{KC, Tail};
 use incept_ir::op::PoolKind;
+use std::borrow::Cow;
 
 /// Output channels per panel: two 16-lane vectors, so a tile is 14 pixels
 /// by 32 channels and each K index loads 128 bytes of weights for its 28
@@ -30,6 +31,12 @@ pub struct DirectWeights {
     data: Vec<f32>,
     o: usize,
     k: usize,
+    /// Every weight is finite, so a product with a padding zero is a zero
+    /// ([`RowTaps`] may skip it).
+    finite: bool,
+    /// The taps of the geometry these weights first ran with, built once
+    /// (a 17x17 7x1's took 2-4% of a call).
+    taps: std::sync::OnceLock<(ConvGeom, RowTaps)>,
 }
 
 impl DirectWeights {
@@ -46,7 +53,14 @@ impl DirectWeights {
                 data[p * PANEL * k + kk * width + j] = v;
             }
         }
-        Some(DirectWeights { data, o, k })
+        let finite = w.iter().all(|v| v.is_finite());
+        Some(DirectWeights {
+            data,
+            o,
+            k,
+            finite,
+            taps: std::sync::OnceLock::new(),
+        })
     }
 
     /// Panel `p`'s packed weights and their row length.
@@ -201,13 +215,14 @@ pub fn conv(
     let padded_plane = (g.oh + top + bottom) * pitch;
     assert!(out.len() >= g.o * padded_plane, "direct: output too small");
     let threads = super::balance::threads(threads);
-    let (xp, offs) = prepare(g, x, w, tail, scratch, threads, layout.padded_input);
+    let (xp, offs, taps) = prepare(g, x, w, tail, scratch, threads, layout.padded_input);
     let plane = g.oh * g.ow;
     let args = RowArgs {
         g,
         xp,
         wp: padded_size(g).1,
         offs: &offs,
+        taps: &taps,
         w,
         tail,
         pitch,
@@ -354,17 +369,19 @@ fn zero_border(p: &mut [f32], (h, w): (usize, usize), [top, left, bottom, right]
 
 /// What [`conv`] and [`conv_pool`] share before their rows: checks of the
 /// slices, the input with its zero border (copied, or the input itself
-/// when `padded_input` or unpadded), and the offsets of K's taps, in K's order (channel, kernel row, kernel column),
-/// with the assertion that every window lies inside that input.
+/// when `padded_input` or unpadded), the offsets of K's taps, in K's order
+/// (channel, kernel row, kernel column), with the assertion that every
+/// window lies inside that input, and the taps of the plane's edge rows
+/// ([`RowTaps`]).
 fn prepare<'a>(
     g: &ConvGeom,
     x: &'a [f32],
-    w: &DirectWeights,
+    w: &'a DirectWeights,
     tail: &Tail<'_>,
     scratch: &'a mut [f32],
     threads: usize,
     padded_input: bool,
-) -> (&'a [f32], Vec<u32>) {
+) -> (&'a [f32], Vec<u32>, Cow<'a, RowTaps>) {
     let [kh, kw] = g.kernel;
     let (hp, wp) = padded_size(g);
     let (ih, iw) = if padded_input { (hp, wp) } else { (g.h, g.w) };
@@ -407,7 +424,103 @@ fn prepare<'a>(
         + (g.ow - 1) * g.stride[1]
         + offs.iter().max().map_or(0, |&o| o as usize);
     assert!(last < xp.len(), "direct: a window reads outside the input");
-    (xp, offs)
+    let (first, taps) = w
+        .taps
+        .get_or_init(|| (g.clone(), RowTaps::new(g, w.finite)));
+    let taps = if first == g {
+        Cow::Borrowed(taps)
+    } else {
+        Cow::Owned(RowTaps::new(g, w.finite))
+    };
+    (xp, offs, taps)
+}
+
+/// K indices per K block ([`KC`] of them), each from its block's start.
+type PerBlock = Vec<Vec<u32>>;
+
+/// The kernel rows that a tile needs, where the layer pads its input's top
+/// or bottom. A tile whose output rows all read a kernel row in the zero
+/// border skips that row's K indices, as onnxruntime's NCHWc kernels skip
+/// the padding (per pixel: 10% of a 17x17 7x1's products, where the GEMM
+/// path and this one computed them). A tile of 14 pixels on a flat 17x17
+/// plane spans two rows, so the 7x1s skip 8%; the 35x35 3x3s and 5x5s 2-3%.
+/// The bits stay the GEMM path's: a float sum never holds -0 (it starts
+/// at +0, and +0 + -0 and x + -x are +0), so adding a zero product changes
+/// nothing, and a product with a padding zero is a zero when the weight is
+/// finite (only layers whose weights all are skip).
+#[derive(Clone, Debug)]
+struct RowTaps {
+    kh: usize,
+    /// Input height, padding above, vertical stride and dilation.
+    h: usize,
+    top: usize,
+    sy: usize,
+    dy: usize,
+    /// Per range of kernel rows `lo..hi` that some tile needs, other than
+    /// all of them: per K block ([`KC`] indices), its indices in that
+    /// range, from the block's start.
+    classes: Vec<((usize, usize), PerBlock)>,
+}
+
+impl RowTaps {
+    fn new(g: &ConvGeom, finite: bool) -> Self {
+        let [kh, kw] = g.kernel;
+        let mut t = RowTaps {
+            kh,
+            h: g.h,
+            top: g.pads[0],
+            sy: g.stride[0],
+            dy: g.dilation[0],
+            classes: Vec::new(),
+        };
+        if !finite || kh == 1 || g.pads[0] + g.pads[2] == 0 {
+            return t;
+        }
+        // A tile over rows `a..=b` needs rows `range(b).0..range(a).1` (both
+        // ends fall as `oy` grows): every pair of the ends that occur.
+        let mut los: Vec<usize> = (0..g.oh).map(|oy| t.range(oy).0).collect();
+        let mut his: Vec<usize> = (0..g.oh).map(|oy| t.range(oy).1).collect();
+        los.dedup();
+        his.dedup();
+        let k = g.c * kh * kw;
+        for &lo in &los {
+            for &hi in &his {
+                if (lo, hi) == (0, kh) {
+                    continue;
+                }
+                let mut blocks: PerBlock = vec![Vec::new(); k.div_ceil(KC)];
+                for c in 0..g.c {
+                    for i in (c * kh + lo) * kw..(c * kh + hi) * kw {
+                        // Below `k`, within u32 (`supports`).
+                        blocks[i / KC].push((i % KC) as u32);
+                    }
+                }
+                t.classes.push(((lo, hi), blocks));
+            }
+        }
+        t
+    }
+
+    /// Kernel rows `lo..hi` that output row `oy` reads inside the input.
+    fn range(&self, oy: usize) -> (usize, usize) {
+        let y0 = oy * self.sy;
+        let lo = self.top.saturating_sub(y0).div_ceil(self.dy);
+        let hi = (self.h + self.top).saturating_sub(y0).div_ceil(self.dy);
+        (lo.min(self.kh), hi.min(self.kh))
+    }
+
+    /// The K indices of a tile over output rows `a..=b`, per K block, or
+    /// `None` for all of them.
+    fn some(&self, a: usize, b: usize) -> Option<&[Vec<u32>]> {
+        if self.classes.is_empty() {
+            return None;
+        }
+        let key = (self.range(b).0, self.range(a).1);
+        self.classes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, r)| r.as_slice())
+    }
 }
 
 /// True when [`conv_pool`] can pool a layer's output with `p`: a 3x3
@@ -445,12 +558,13 @@ pub fn conv_pool(
     let plane = p.oh * p.ow;
     assert!(out.len() >= g.o * plane, "direct: output too small");
     let threads = super::balance::threads(threads);
-    let (xp, offs) = prepare(g, x, w, tail, scratch, threads, padded_input);
+    let (xp, offs, taps) = prepare(g, x, w, tail, scratch, threads, padded_input);
     let args = RowArgs {
         g,
         xp,
         wp: padded_size(g).1,
         offs: &offs,
+        taps: &taps,
         w,
         tail,
         pitch: g.ow,
@@ -511,7 +625,7 @@ fn pooled_rows(
             }
             let slot = &mut ring[(r % 3) * o * ow..][..o * ow];
             let mut dst: Vec<&mut [f32]> = slot.chunks_mut(ow).collect();
-            span_into(a, r * a.g.stride[0] * a.wp, (0, ow), &mut dst, p0);
+            span_into(a, r * a.g.stride[0] * a.wp, (0, ow), &mut dst, p0, Some(r));
             done = Some(r);
         }
         let row = |r: usize, c: usize| &ring[((r % 3) * o + c) * ow..][..ow];
@@ -558,6 +672,8 @@ struct RowArgs<'a> {
     xp: &'a [f32],
     wp: usize,
     offs: &'a [u32],
+    /// The K indices of tiles at the plane's top and bottom edges.
+    taps: &'a RowTaps,
     w: &'a DirectWeights,
     tail: &'a Tail<'a>,
     /// Floats from one output row to the next (the row and its borders).
@@ -619,7 +735,7 @@ fn pixels_of(
             .iter_mut()
             .map(|p| &mut p[origin..origin + (hi - lo)])
             .collect();
-        span_into(a, 0, (lo, hi), &mut dst, p0);
+        span_into(a, 0, (lo, hi), &mut dst, p0, None);
         return;
     }
     // Panel by panel, each over all the rows: a panel's weights then stay
@@ -631,19 +747,28 @@ fn pixels_of(
             let at = origin + (oy - lo / g.ow) * a.pitch;
             let mut dst: Vec<&mut [f32]> =
                 panel.iter_mut().map(|p| &mut p[at..at + g.ow]).collect();
-            span_into(a, oy * g.stride[0] * a.wp, (0, g.ow), &mut dst, p0 + i);
+            span_into(
+                a,
+                oy * g.stride[0] * a.wp,
+                (0, g.ow),
+                &mut dst,
+                p0 + i,
+                Some(oy),
+            );
         }
     }
 }
 
 /// Output pixels `lo..hi` of a row whose pixel `ox` reads the input from
-/// `base + ox·stride`: `dst[o]` holds channel `o`'s pixels `lo..hi`.
+/// `base + ox·stride`: `dst[o]` holds channel `o`'s pixels `lo..hi`. The
+/// span is output row `row`, or with `None` a [`flat`] plane's pixels.
 fn span_into(
     a: &RowArgs<'_>,
     base: usize,
     (lo, hi): (usize, usize),
     dst: &mut [&mut [f32]],
     p0: usize,
+    row: Option<usize>,
 ) {
     let sx = a.g.stride[1];
     for (p, dst) in dst.chunks_mut(PANEL).enumerate() {
@@ -675,7 +800,9 @@ fn span_into(
         }
         let mut run = |ox: usize, q: usize| {
             let x = &a.xp[base + (lo + ox) * sx..];
-            tile(a, x, (w, ldw), q, ox, dst, &tail);
+            let rows = row.map_or(((lo + ox) / a.g.ow, (lo + ox + q - 1) / a.g.ow), |r| (r, r));
+            let some = a.taps.some(rows.0, rows.1);
+            tile(a, x, (w, ldw), q, ox, dst, &tail, some);
         };
         for t in 0..full {
             run(t * px, px);
@@ -702,7 +829,9 @@ fn span_into(
 
 /// One tile: pixels `ox..ox + px` of the row (`px` a [`rest_tile`] width,
 /// at most [`tile_pixels`]), a panel's channels (`dst`, weights `w` with rows
-/// `ldw` long), over all of K.
+/// `ldw` long), over all of K, or over the indices of each K block in
+/// `some` ([`RowTaps`]).
+#[allow(clippy::too_many_arguments)]
 fn tile(
     a: &RowArgs<'_>,
     x: &[f32],
@@ -711,6 +840,7 @@ fn tile(
     ox: usize,
     dst: &mut [&mut [f32]],
     tail: &Tail<'_>,
+    some: Option<&[Vec<u32>]>,
 ) {
     let g = a.g;
     let nv = ldw / 16;
@@ -720,6 +850,10 @@ fn tile(
     assert!(
         dst.iter().all(|d| d.len() >= ox + px),
         "direct: tile past the span"
+    );
+    assert!(
+        some.is_none_or(|s| s.len() == a.offs.len().div_ceil(KC)),
+        "direct: indices for another K"
     );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `DirectWeights` exists only where AVX-512F was detected; `conv`
@@ -774,6 +908,7 @@ fn tile(
         kernel(
             x.as_ptr(),
             a.offs,
+            some,
             w.as_ptr(),
             ldw,
             dst,
@@ -785,7 +920,7 @@ fn tile(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, x, w, ldw, px, ox, dst, nv, sx, tail);
+        let _ = (a, x, w, ldw, px, ox, dst, nv, sx, tail, some);
         unreachable!("direct: weights exist only on x86_64 with AVX-512F");
     }
 }
@@ -797,51 +932,74 @@ mod avx512 {
 
     use super::{KC, PREFETCH_K, Tail};
 
-    /// One K block's sums (pixel `r` of the tile, channels `16v..16v + 16`),
-    /// written into `sum` when `first`, else added to it; with `PF`, each K
-    /// index prefetches the weights [`PREFETCH_K`] indices on. A function of
-    /// its own so LLVM keeps the block's sums in registers.
+    /// One K block's sums (pixel `r` of the tile, channels `16v..16v + 16`)
+    /// over all its indices, or those in `some` (ascending), written
+    /// into `sum` when `first`, else added to it; with `PF`, each K index
+    /// prefetches the weights [`PREFETCH_K`] indices on. A function of its
+    /// own so LLVM keeps the block's sums in registers.
     ///
     /// # Safety
     /// AVX-512F is available; `x + offs[k] + r·SX` is readable for `r < P`,
     /// and `w` holds `offs.len() × ldw` floats; `sum` is writable, and
-    /// initialised unless `first`.
+    /// initialised unless `first`. (An index in `some` past `offs` panics.)
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
     unsafe fn sums<const P: usize, const NV: usize, const SX: usize, const PF: bool>(
         x: *const f32,
         offs: &[u32],
+        some: Option<&[u32]>,
         w: *const f32,
         ldw: usize,
         sum: *mut [[__m512; NV]; P],
         first: bool,
     ) {
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract; each of `some` indexes `offs`
+        // (checked), so its weights lie in `w`.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); NV]; P];
-            let mut wp = w;
-            for &off in offs {
-                if PF {
-                    // Past the panel's end (the last indices of a tile) the
-                    // addresses are only prefetched, never read: a prefetch
-                    // cannot fault.
-                    let ahead = wp.wrapping_add(PREFETCH_K * ldw);
-                    for v in 0..NV {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v).cast::<i8>());
+            // One K index: its tap's input `off`, its weights at `wp`.
+            macro_rules! step {
+                ($off:expr, $wp:expr) => {{
+                    let wp: *const f32 = $wp;
+                    if PF {
+                        // Past the panel's end (the last indices of a tile) the
+                        // addresses are only prefetched, never read: a prefetch
+                        // cannot fault.
+                        let ahead = wp.wrapping_add(PREFETCH_K * ldw);
+                        for v in 0..NV {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v).cast::<i8>());
+                        }
+                    }
+                    let mut wv = [_mm512_setzero_ps(); NV];
+                    for (v, r) in wv.iter_mut().enumerate() {
+                        *r = _mm512_loadu_ps(wp.add(16 * v));
+                    }
+                    let px = x.add($off as usize);
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let a = _mm512_set1_ps(*px.add(r * SX));
+                        for (s, wr) in row.iter_mut().zip(&wv) {
+                            *s = _mm512_fmadd_ps(a, *wr, *s);
+                        }
+                    }
+                }};
+            }
+            match some {
+                None => {
+                    let mut wp = w;
+                    for &off in offs {
+                        step!(off, wp);
+                        wp = wp.add(ldw);
                     }
                 }
-                let mut wv = [_mm512_setzero_ps(); NV];
-                for (v, r) in wv.iter_mut().enumerate() {
-                    *r = _mm512_loadu_ps(wp.add(16 * v));
-                }
-                let px = x.add(off as usize);
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let a = _mm512_set1_ps(*px.add(r * SX));
-                    for (s, wr) in row.iter_mut().zip(&wv) {
-                        *s = _mm512_fmadd_ps(a, *wr, *s);
+                // One loop over the indices, not one per run of them: a
+                // run's end (every 4-6 indices on a 7x1) was a mispredicted
+                // branch, and took half of what the skipped products saved.
+                Some(some) => {
+                    for &k in some {
+                        let k = k as usize;
+                        step!(offs[k], w.add(k * ldw));
                     }
                 }
-                wp = wp.add(ldw);
             }
             if first {
                 sum.write(acc);
@@ -896,12 +1054,14 @@ mod avx512 {
     ///
     /// # Safety
     /// As for `sums`, over all of `offs`; `dst[o]` (`o < channels`) holds
-    /// at least `ox + P` floats; `tail`'s parts hold one value per channel.
+    /// at least `ox + P` floats; `tail`'s parts hold one value per channel;
+    /// `some`, if any, holds one list per K block.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn tile<const P: usize, const NV: usize, const SX: usize>(
         x: *const f32,
         offs: &[u32],
+        some: Option<&[Vec<u32>]>,
         w: *const f32,
         ldw: usize,
         dst: &mut [&mut [f32]],
@@ -919,10 +1079,11 @@ mod avx512 {
             for (i, block) in offs.chunks(KC).enumerate() {
                 let w = w.add(i * KC * ldw);
                 let sum = sum.as_mut_ptr();
+                let some = some.map(|s| s[i].as_slice());
                 if stream {
-                    sums::<P, NV, SX, true>(x, block, w, ldw, sum, i == 0);
+                    sums::<P, NV, SX, true>(x, block, some, w, ldw, sum, i == 0);
                 } else {
-                    sums::<P, NV, SX, false>(x, block, w, ldw, sum, i == 0);
+                    sums::<P, NV, SX, false>(x, block, some, w, ldw, sum, i == 0);
                 }
             }
             // `offs` is not empty (`DirectWeights` refuses k = 0): the first
@@ -1315,6 +1476,108 @@ mod tests {
                     assert_eq!(t[16 * i + j], m[16 * j + i], "({i}, {j})");
                 }
             }
+        }
+    }
+
+    /// The taps a tile keeps are exactly the K indices whose kernel row
+    /// some of its output rows reads inside the input (the rest read the
+    /// zero border): every range of rows, strides and dilations included.
+    #[test]
+    fn edge_tiles_keep_exactly_the_taps_inside_the_input() {
+        let cases = [
+            // (c, h, kernel, stride, pads [top, bottom], dilation)
+            (3, 17, [7, 1], 1, [3, 3], 1),
+            (2, 9, [3, 3], 1, [1, 1], 1),
+            (2, 12, [3, 3], 1, [1, 2], 2),
+            (1, 13, [5, 5], 1, [2, 2], 1),
+            (2, 11, [3, 3], 2, [1, 1], 1),
+            // Padding wider than the kernel reaches: whole rows of zeros.
+            (1, 4, [3, 1], 1, [4, 4], 1),
+        ];
+        for (c, h, kernel, s, [top, bottom], d) in cases {
+            let g =
+                ConvGeom::from_input((c, h, 5), 4, kernel, [s, 1], [top, 0, bottom, 0], [d, 1], 1);
+            let taps = RowTaps::new(&g, true);
+            assert!(!taps.classes.is_empty(), "{g:?}");
+            let [kh, kw] = kernel;
+            let inside = |oy: usize, ky: usize| {
+                let y = (oy * s + ky * d) as isize - top as isize;
+                (0..h as isize).contains(&y)
+            };
+            for a in 0..g.oh {
+                for b in a..g.oh.min(a + 3) {
+                    let want: Vec<usize> = (0..c * kh * kw)
+                        .filter(|&i| (a..=b).any(|oy| inside(oy, i / kw % kh)))
+                        .collect();
+                    let got: Vec<usize> = match taps.some(a, b) {
+                        None => (0..c * kh * kw).collect(),
+                        Some(blocks) => blocks
+                            .iter()
+                            .enumerate()
+                            .flat_map(|(bi, ks)| ks.iter().map(move |&k| bi * KC + k as usize))
+                            .collect(),
+                    };
+                    assert_eq!(got, want, "{g:?}, rows {a}..={b}");
+                }
+            }
+        }
+        // A non-finite weight keeps every tap: 0 · inf is NaN, as the GEMM
+        // path computes it.
+        let g = ConvGeom::from_input((2, 9, 5), 4, [3, 3], [1, 1], [1; 4], [1, 1], 1);
+        assert!(RowTaps::new(&g, false).classes.is_empty());
+        assert!(RowTaps::new(&g, true).some(0, 0).is_some());
+        // No vertical padding, nothing to skip.
+        let g = ConvGeom::from_input((2, 9, 9), 4, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1], 1);
+        assert!(RowTaps::new(&g, true).classes.is_empty());
+    }
+
+    /// A padded layer with an infinite weight gives the GEMM path's NaNs
+    /// where that weight meets the zero border, bit for bit.
+    #[test]
+    fn an_infinite_weight_meets_the_border_as_in_the_gemm_path() {
+        if !super::super::sgemm::available() {
+            return;
+        }
+        for (kernel, pads, h, w) in [([3, 3], [1; 4], 9, 35), ([7, 1], [3, 0, 3, 0], 17, 17)] {
+            let (c, o) = (5, 32);
+            let g = ConvGeom::from_input((c, h, w), o, kernel, [1, 1], pads, [1, 1], 1);
+            let x: Vec<f32> = (0..c * h * w).map(|i| (i % 7) as f32 - 3.0).collect();
+            let mut wt: Vec<f32> = (0..o * g.k()).map(|i| (i % 5) as f32 * 0.25).collect();
+            // Output channel 3, input channel 1, kernel row 0.
+            wt[3 * g.k() + kernel[0] * kernel[1]] = f32::INFINITY;
+            let packed = PackedWeights::new(&wt, o, g.k()).expect("avx512");
+            let direct = DirectWeights::new(&wt, o, g.k()).expect("avx512");
+            let e = Epilogue {
+                scale: None,
+                shift: None,
+                relu: false,
+            };
+            let (mut want, mut got) = (vec![0f32; o * g.oh * g.ow], vec![0f32; o * g.oh * g.ow]);
+            let mut scratch = Vec::new();
+            conv2d(
+                &g,
+                &x,
+                Weights::Packed(&packed),
+                &e,
+                &mut want,
+                &mut scratch,
+                1,
+            );
+            conv2d(
+                &g,
+                &x,
+                Weights::Direct(&direct),
+                &e,
+                &mut got,
+                &mut scratch,
+                1,
+            );
+            assert!(want.iter().any(|v| v.is_nan()), "{kernel:?}");
+            let diff = want
+                .iter()
+                .zip(&got)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(diff, None, "{kernel:?}");
         }
     }
 }
