@@ -32,11 +32,11 @@ pub struct DirectWeights {
     o: usize,
     k: usize,
     /// Every weight is finite, so a product with a padding zero is a zero
-    /// ([`RowTaps`] may skip it).
+    /// ([`EdgeTaps`] may skip it).
     finite: bool,
     /// The taps of the geometry these weights first ran with, built once
     /// (a 17x17 7x1's took 2-4% of a call).
-    taps: std::sync::OnceLock<(ConvGeom, RowTaps)>,
+    taps: std::sync::OnceLock<(ConvGeom, EdgeTaps)>,
 }
 
 impl DirectWeights {
@@ -119,18 +119,22 @@ pub fn fits(g: &ConvGeom) -> bool {
 /// 2 along the width, and rows (or a [`flat`] plane) that the tiles cover
 /// without starting before them.
 fn supports(g: &ConvGeom) -> bool {
-    let covers = |n: usize| {
-        (0..g.o.div_ceil(PANEL)).all(|p| {
-            let width = panel_width(g.o, p);
-            n >= tile_pixels(width) || rest_tile(n, width) <= n
-        })
-    };
+    let covers = |n: usize| covers(g, n);
     // Offsets into the (padded) input are 32-bit.
     let small = u32::try_from(scratch_len(g).max(g.c * g.h * g.w)).is_ok();
     g.groups == 1
         && matches!(g.stride[1], 1 | 2)
         && (covers(g.ow) || (flat(g) && covers(g.oh * g.ow)))
         && small
+}
+
+/// True when the tiles of every panel cover a span of `n` pixels without
+/// starting before it.
+fn covers(g: &ConvGeom, n: usize) -> bool {
+    (0..g.o.div_ceil(PANEL)).all(|p| {
+        let width = panel_width(g.o, p);
+        n >= tile_pixels(width) || rest_tile(n, width) <= n
+    })
 }
 
 /// Pixels per tile for a panel `width` (16 or 32) channels wide: 16 or 28
@@ -256,7 +260,13 @@ pub fn conv(
     if super::balance::is_elastic() && units >= 2 {
         // A fork side's last step: in chunks of rows (tiles), which the
         // other thread takes from the back when its side is done.
-        let n = units.min(8);
+        // Column tiles run down a chunk's rows: two chunks, not 8 of two
+        // rows (tiles of two pixels).
+        let n = if args.taps.interior(g.ow).is_some() {
+            units.min(2)
+        } else {
+            units.min(8)
+        };
         let bounds: Vec<usize> = (0..n).map(|i| (i * units / n) * unit).collect();
         super::balance::both_ends(cut.parts(planes, &bounds), |(lo, hi, at, mut c)| {
             pixels_of(&mut c, &args, 0, (lo, hi), at)
@@ -372,7 +382,7 @@ fn zero_border(p: &mut [f32], (h, w): (usize, usize), [top, left, bottom, right]
 /// when `padded_input` or unpadded), the offsets of K's taps, in K's order
 /// (channel, kernel row, kernel column), with the assertion that every
 /// window lies inside that input, and the taps of the plane's edge rows
-/// ([`RowTaps`]).
+/// ([`EdgeTaps`]).
 fn prepare<'a>(
     g: &ConvGeom,
     x: &'a [f32],
@@ -381,7 +391,7 @@ fn prepare<'a>(
     scratch: &'a mut [f32],
     threads: usize,
     padded_input: bool,
-) -> (&'a [f32], Vec<u32>, Cow<'a, RowTaps>) {
+) -> (&'a [f32], Vec<u32>, Cow<'a, EdgeTaps>) {
     let [kh, kw] = g.kernel;
     let (hp, wp) = padded_size(g);
     let (ih, iw) = if padded_input { (hp, wp) } else { (g.h, g.w) };
@@ -426,11 +436,11 @@ fn prepare<'a>(
     assert!(last < xp.len(), "direct: a window reads outside the input");
     let (first, taps) = w
         .taps
-        .get_or_init(|| (g.clone(), RowTaps::new(g, w.finite)));
+        .get_or_init(|| (g.clone(), EdgeTaps::new(g, w.finite)));
     let taps = if first == g {
         Cow::Borrowed(taps)
     } else {
-        Cow::Owned(RowTaps::new(g, w.finite))
+        Cow::Owned(EdgeTaps::new(g, w.finite))
     };
     (xp, offs, taps)
 }
@@ -438,61 +448,78 @@ fn prepare<'a>(
 /// K indices per K block ([`KC`] of them), each from its block's start.
 type PerBlock = Vec<Vec<u32>>;
 
-/// The kernel rows that a tile needs, where the layer pads its input's top
-/// or bottom. A tile whose output rows all read a kernel row in the zero
-/// border skips that row's K indices, as onnxruntime's NCHWc kernels skip
-/// the padding (per pixel: 10% of a 17x17 7x1's products, where the GEMM
-/// path and this one computed them). A tile of 14 pixels on a flat 17x17
-/// plane spans two rows, so the 7x1s skip 8%; the 35x35 3x3s and 5x5s 2-3%.
+/// The kernel rows (or columns) that a tile needs, where the layer pads its
+/// input's top or bottom (or, with no rows to skip, its sides). A tile
+/// whose output rows all read a kernel row in the zero border skips that
+/// row's K indices, as onnxruntime's NCHWc kernels skip the padding (per
+/// pixel: 10% of a 17x17 7x1's products, where the GEMM path and this one
+/// computed them). A tile of 14 pixels on a flat 17x17 plane spans two
+/// rows, so the 7x1s skip 8%; the 35x35 3x3s and 5x5s 2-3%. Side padding
+/// is skipped by column tiles (the 1x7s, [`column_into`]), whose pixels
+/// share their column and so their kernel columns: 10%.
 /// The bits stay the GEMM path's: a float sum never holds -0 (it starts
 /// at +0, and +0 + -0 and x + -x are +0), so adding a zero product changes
 /// nothing, and a product with a padding zero is a zero when the weight is
 /// finite (only layers whose weights all are skip).
 #[derive(Clone, Debug)]
-struct RowTaps {
-    kh: usize,
-    /// Input height, padding above, vertical stride and dilation.
-    h: usize,
-    top: usize,
-    sy: usize,
-    dy: usize,
-    /// Per range of kernel rows `lo..hi` that some tile needs, other than
-    /// all of them: per K block ([`KC`] indices), its indices in that
-    /// range, from the block's start.
+struct EdgeTaps {
+    /// Skipping kernel columns (output columns the tiles share) rather than rows.
+    cols: bool,
+    /// Along the skipped axis: the kernel's extent, the input's, the
+    /// padding before, the stride and the dilation.
+    k: usize,
+    n: usize,
+    pad: usize,
+    s: usize,
+    d: usize,
+    /// Per range of kernel rows (columns) `lo..hi` that some tile needs,
+    /// other than all of them: per K block ([`KC`] indices), its indices
+    /// in that range, from the block's start.
     classes: Vec<((usize, usize), PerBlock)>,
 }
 
-impl RowTaps {
+impl EdgeTaps {
     fn new(g: &ConvGeom, finite: bool) -> Self {
         let [kh, kw] = g.kernel;
-        let mut t = RowTaps {
-            kh,
-            h: g.h,
-            top: g.pads[0],
-            sy: g.stride[0],
-            dy: g.dilation[0],
+        let rows = kh > 1 && g.pads[0] + g.pads[2] > 0;
+        let cols = !rows && columns(g);
+        let (axis, out) = if cols { (1, g.ow) } else { (0, g.oh) };
+        let mut t = EdgeTaps {
+            cols,
+            k: g.kernel[axis],
+            n: [g.h, g.w][axis],
+            pad: g.pads[axis],
+            s: g.stride[axis],
+            d: g.dilation[axis],
             classes: Vec::new(),
         };
-        if !finite || kh == 1 || g.pads[0] + g.pads[2] == 0 {
+        if !finite || !(rows || cols) {
             return t;
         }
         // A tile over rows `a..=b` needs rows `range(b).0..range(a).1` (both
         // ends fall as `oy` grows): every pair of the ends that occur.
-        let mut los: Vec<usize> = (0..g.oh).map(|oy| t.range(oy).0).collect();
-        let mut his: Vec<usize> = (0..g.oh).map(|oy| t.range(oy).1).collect();
+        let mut los: Vec<usize> = (0..out).map(|o| t.range(o).0).collect();
+        let mut his: Vec<usize> = (0..out).map(|o| t.range(o).1).collect();
         los.dedup();
         his.dedup();
         let k = g.c * kh * kw;
         for &lo in &los {
             for &hi in &his {
-                if (lo, hi) == (0, kh) {
+                if (lo, hi) == (0, t.k) {
                     continue;
                 }
                 let mut blocks: PerBlock = vec![Vec::new(); k.div_ceil(KC)];
+                let mut keep = |i: usize| {
+                    // Below `k`, within u32 (`supports`).
+                    blocks[i / KC].push((i % KC) as u32);
+                };
                 for c in 0..g.c {
-                    for i in (c * kh + lo) * kw..(c * kh + hi) * kw {
-                        // Below `k`, within u32 (`supports`).
-                        blocks[i / KC].push((i % KC) as u32);
+                    if cols {
+                        for ky in 0..kh {
+                            ((c * kh + ky) * kw + lo..(c * kh + ky) * kw + hi).for_each(&mut keep);
+                        }
+                    } else {
+                        ((c * kh + lo) * kw..(c * kh + hi) * kw).for_each(&mut keep);
                     }
                 }
                 t.classes.push(((lo, hi), blocks));
@@ -501,16 +528,17 @@ impl RowTaps {
         t
     }
 
-    /// Kernel rows `lo..hi` that output row `oy` reads inside the input.
-    fn range(&self, oy: usize) -> (usize, usize) {
-        let y0 = oy * self.sy;
-        let lo = self.top.saturating_sub(y0).div_ceil(self.dy);
-        let hi = (self.h + self.top).saturating_sub(y0).div_ceil(self.dy);
-        (lo.min(self.kh), hi.min(self.kh))
+    /// Kernel rows (columns) `lo..hi` that output row (column) `o` reads
+    /// inside the input.
+    fn range(&self, o: usize) -> (usize, usize) {
+        let y0 = o * self.s;
+        let lo = self.pad.saturating_sub(y0).div_ceil(self.d);
+        let hi = (self.n + self.pad).saturating_sub(y0).div_ceil(self.d);
+        (lo.min(self.k), hi.min(self.k))
     }
 
-    /// The K indices of a tile over output rows `a..=b`, per K block, or
-    /// `None` for all of them.
+    /// The K indices of a tile over output rows (columns) `a..=b`, per K
+    /// block, or `None` for all of them.
     fn some(&self, a: usize, b: usize) -> Option<&[Vec<u32>]> {
         if self.classes.is_empty() {
             return None;
@@ -521,6 +549,26 @@ impl RowTaps {
             .find(|(k, _)| *k == key)
             .map(|(_, r)| r.as_slice())
     }
+
+    /// With column tiles, the output columns `c0..c1` whose pixels read no
+    /// side padding (row tiles run there, column tiles elsewhere).
+    fn interior(&self, ow: usize) -> Option<(usize, usize)> {
+        if !self.cols || self.classes.is_empty() {
+            return None;
+        }
+        let c0 = (0..ow).find(|&o| self.range(o).0 == 0).unwrap_or(ow);
+        let c1 = (c0..ow)
+            .rev()
+            .find(|&o| self.range(o).1 == self.k)
+            .map_or(c0, |o| o + 1);
+        Some((c0, c1))
+    }
+}
+
+/// True when a layer skips its side padding with column tiles: one kernel
+/// row (the 1x7s), side padding, rows one by one at stride 1.
+fn columns(g: &ConvGeom) -> bool {
+    g.kernel[0] == 1 && g.kernel[1] > 1 && g.pads[1] + g.pads[3] > 0 && g.stride[1] == 1 && !flat(g)
 }
 
 /// True when [`conv_pool`] can pool a layer's output with `p`: a 3x3
@@ -673,7 +721,7 @@ struct RowArgs<'a> {
     wp: usize,
     offs: &'a [u32],
     /// The K indices of tiles at the plane's top and bottom edges.
-    taps: &'a RowTaps,
+    taps: &'a EdgeTaps,
     w: &'a DirectWeights,
     tail: &'a Tail<'a>,
     /// Floats from one output row to the next (the row and its borders).
@@ -742,20 +790,82 @@ fn pixels_of(
     // in L2 while its rows run, where rows outer streamed every panel's
     // weights (Mixed_6a.branch3x3: 12 × 331 KB) from L3 at every row.
     // Mixed_6a.branch3x3 2.56 → 2.42 ms, the 17x17 1x7s 0.02 each (1 thread).
+    // With column tiles, rows run only over the columns that read no side
+    // padding, and each other column runs down the rows.
+    let (r0, r1) = (lo / g.ow, hi / g.ow);
+    let (c0, c1) = a
+        .taps
+        .interior(g.ow)
+        .filter(|_| covers(g, r1 - r0))
+        .unwrap_or((0, g.ow));
     for (i, panel) in planes.chunks_mut(PANEL).enumerate() {
-        for oy in lo / g.ow..hi / g.ow {
-            let at = origin + (oy - lo / g.ow) * a.pitch;
-            let mut dst: Vec<&mut [f32]> =
-                panel.iter_mut().map(|p| &mut p[at..at + g.ow]).collect();
-            span_into(
-                a,
-                oy * g.stride[0] * a.wp,
-                (0, g.ow),
-                &mut dst,
-                p0 + i,
-                Some(oy),
-            );
+        if c1 > c0 {
+            for oy in r0..r1 {
+                let at = origin + (oy - r0) * a.pitch;
+                let mut dst: Vec<&mut [f32]> =
+                    panel.iter_mut().map(|p| &mut p[at + c0..at + c1]).collect();
+                span_into(
+                    a,
+                    oy * g.stride[0] * a.wp,
+                    (c0, c1),
+                    &mut dst,
+                    p0 + i,
+                    Some(oy),
+                );
+            }
         }
+        for ox in (0..c0).chain(c1..g.ow) {
+            let mut dst: Vec<&mut [f32]> =
+                panel.iter_mut().map(|p| &mut p[origin + ox..]).collect();
+            column_into(a, ox, (r0, r1), &mut dst, p0 + i);
+        }
+    }
+}
+
+/// The tiles `(first pixel, pixels)` that cover a span of `n` pixels for
+/// a panel `ldw` channels wide.
+fn tiles(n: usize, ldw: usize) -> impl Iterator<Item = (usize, usize)> {
+    let px = tile_pixels(ldw);
+    let mut full = n / px;
+    // A two-vector panel's rest of 1-6 pixels and the last whole tile run
+    // as two tiles of 7-10 pixels: a tile of 4 pixels or fewer has too few
+    // sums (8) to hide the FMA latency, and one of 5 or 6 spends as many
+    // loop instructions per K index as a whole tile on half the FMAs.
+    // Measured with 12-pixel tiles: 147 = 11 · 12 + 8 + 7 (not 12 · 12 +
+    // 4): Conv2d_2a -0.02..-0.045 ms, 2b -0.03..-0.07 at 1 and 2
+    // threads. 17 = 9 + 8 (not 12 + 5):
+    // Mixed_6a.branch3x3 2.48 → 2.34 ms, the 1x7s -0.003..-0.02 each;
+    // bench median -0.3 ms at 1 thread, -0.13 at 2 (in-process
+    // alternations).
+    let mut ends: [usize; 2] = [0, 0];
+    if ldw > 16 && full >= 1 && (1..7).contains(&(n - full * px)) {
+        full -= 1;
+        let both = n - full * px;
+        ends = [both.div_ceil(2), both / 2];
+    }
+    // Else the rest of the span in a tile of its own width ([`rest_tile`]),
+    // ending at the span's end: a narrow one overlaps the tile before by
+    // at most one pixel, computed again to the same value (a whole tile
+    // there cost 6% of the 147-pixel stem layers, and made this path lose
+    // on 17-pixel rows). Odd widths from 10 sums on took 0.7 ms off the
+    // 35x35 and 17x17 layers (12 + 12 + 11 for 35 pixels, then 12 + 5 for
+    // 17; `conv_profile`; bench median -0.5 ms at 1 thread, -0.16 at 2).
+    let rest = if ends[0] > 0 { 0 } else { n - full * px };
+    let q = if rest > 0 { rest_tile(rest, ldw) } else { 0 };
+    let at = full * px;
+    (0..full)
+        .map(move |t| (t * px, px))
+        .chain((ends[0] > 0).then_some((at, ends[0])))
+        .chain((ends[1] > 0).then_some((at + ends[0], ends[1])))
+        .chain((q > 0).then_some((n - q, q)))
+}
+
+/// A panel's tail: the layer's, from the panel's first channel.
+fn panel_tail<'t>(t: &Tail<'t>, p: usize) -> Tail<'t> {
+    Tail {
+        scale: t.scale.map(|t| &t[p * PANEL..]),
+        shift: t.shift.map(|t| &t[p * PANEL..]),
+        relu: t.relu,
     }
 }
 
@@ -774,63 +884,59 @@ fn span_into(
     for (p, dst) in dst.chunks_mut(PANEL).enumerate() {
         let p = p0 + p;
         let (w, ldw) = a.w.panel(p);
-        let tail = Tail {
-            scale: a.tail.scale.map(|t| &t[p * PANEL..]),
-            shift: a.tail.shift.map(|t| &t[p * PANEL..]),
-            relu: a.tail.relu,
-        };
-        let px = tile_pixels(ldw);
-        let n = hi - lo;
-        let mut full = n / px;
-        // A two-vector panel's rest of 1-6 pixels and the last whole tile run
-        // as two tiles of 7-10 pixels: a tile of 4 pixels or fewer has too few
-        // sums (8) to hide the FMA latency, and one of 5 or 6 spends as many
-        // loop instructions per K index as a whole tile on half the FMAs.
-        // Measured with 12-pixel tiles: 147 = 11 · 12 + 8 + 7 (not 12 · 12 +
-        // 4): Conv2d_2a -0.02..-0.045 ms, 2b -0.03..-0.07 at 1 and 2
-        // threads. 17 = 9 + 8 (not 12 + 5):
-        // Mixed_6a.branch3x3 2.48 → 2.34 ms, the 1x7s -0.003..-0.02 each;
-        // bench median -0.3 ms at 1 thread, -0.13 at 2 (in-process
-        // alternations).
-        let mut ends: [usize; 2] = [0, 0];
-        if ldw > 16 && full >= 1 && (1..7).contains(&(n - full * px)) {
-            full -= 1;
-            let both = n - full * px;
-            ends = [both.div_ceil(2), both / 2];
-        }
-        let mut run = |ox: usize, q: usize| {
+        let tail = panel_tail(a.tail, p);
+        for (ox, q) in tiles(hi - lo, ldw) {
             let x = &a.xp[base + (lo + ox) * sx..];
+            // Row tiles skip kernel rows only (column tiles skip columns).
             let rows = row.map_or(((lo + ox) / a.g.ow, (lo + ox + q - 1) / a.g.ow), |r| (r, r));
-            let some = a.taps.some(rows.0, rows.1);
-            tile(a, x, (w, ldw), q, ox, dst, &tail, some);
-        };
-        for t in 0..full {
-            run(t * px, px);
+            let some = if a.taps.cols {
+                None
+            } else {
+                a.taps.some(rows.0, rows.1)
+            };
+            tile(a, x, (w, ldw), q, ox, dst, &tail, some, None);
         }
-        if ends[0] > 0 {
-            run(full * px, ends[0]);
-            run(full * px + ends[0], ends[1]);
-            continue;
-        }
-        // The rest of the span in a tile of its own width ([`rest_tile`]),
-        // ending at the span's end: a narrow one overlaps the tile before by
-        // at most one pixel, computed again to the same value (a whole tile
-        // there cost 6% of the 147-pixel stem layers, and made this path lose
-        // on 17-pixel rows). Odd widths from 10 sums on took 0.7 ms off the
-        // 35x35 and 17x17 layers (12 + 12 + 11 for 35 pixels, then 12 + 5 for
-        // 17; `conv_profile`; bench median -0.5 ms at 1 thread, -0.16 at 2).
-        let rest = n - full * px;
-        if rest > 0 {
-            let q = rest_tile(rest, ldw);
-            run(n - q, q);
-        }
+    }
+}
+
+/// Output column `ox` over rows `r0..r1` for panel `p`, in column tiles:
+/// pixels a row apart, which share their kernel columns, so that a column
+/// in the side padding's reach skips the kernel columns that read only
+/// the zero border ([`EdgeTaps`]). `dst[o]` holds channel `o`'s rows from
+/// `r0` on, [`RowArgs::pitch`] apart, from this column.
+fn column_into(
+    a: &RowArgs<'_>,
+    ox: usize,
+    (r0, r1): (usize, usize),
+    dst: &mut [&mut [f32]],
+    p: usize,
+) {
+    let g = a.g;
+    let (w, ldw) = a.w.panel(p);
+    let tail = panel_tail(a.tail, p);
+    let some = a.taps.some(ox, ox);
+    // Input pixels of one column lie a (strided) row apart.
+    let step = g.stride[0] * a.wp;
+    for (t, q) in tiles(r1 - r0, ldw) {
+        let x = &a.xp[(r0 + t) * step + ox * g.stride[1]..];
+        tile(
+            a,
+            x,
+            (w, ldw),
+            q,
+            t * a.pitch,
+            dst,
+            &tail,
+            some,
+            Some((step, a.pitch)),
+        );
     }
 }
 
 /// One tile: pixels `ox..ox + px` of the row (`px` a [`rest_tile`] width,
 /// at most [`tile_pixels`]), a panel's channels (`dst`, weights `w` with rows
 /// `ldw` long), over all of K, or over the indices of each K block in
-/// `some` ([`RowTaps`]).
+/// `some` ([`EdgeTaps`]).
 #[allow(clippy::too_many_arguments)]
 fn tile(
     a: &RowArgs<'_>,
@@ -841,14 +947,22 @@ fn tile(
     dst: &mut [&mut [f32]],
     tail: &Tail<'_>,
     some: Option<&[Vec<u32>]>,
+    column: Option<(usize, usize)>,
 ) {
     let g = a.g;
     let nv = ldw / 16;
     let sx = g.stride[1];
     assert!(w.len() >= a.offs.len() * ldw && dst.len() <= ldw && matches!(nv, 1 | 2));
     assert!(px == rest_tile(px, ldw) && px <= tile_pixels(ldw));
+    // Pixels `xs` apart in the input, `os` in `dst`.
+    let (xs, os) = column.unwrap_or((sx, 1));
+    let last = a.offs.last().map_or(0, |&o| o as usize);
     assert!(
-        dst.iter().all(|d| d.len() >= ox + px),
+        (px - 1) * xs + last < x.len(),
+        "direct: tile past the input"
+    );
+    assert!(
+        dst.iter().all(|d| d.len() > ox + (px - 1) * os),
         "direct: tile past the span"
     );
     assert!(
@@ -856,12 +970,11 @@ fn tile(
         "direct: indices for another K"
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `DirectWeights` exists only where AVX-512F was detected; `conv`
-    // asserted that the farthest window of the layer lies inside the input,
-    // and the tile's `px` pixels are output pixels of the span (each `dst[o]`
-    // holds `ox + px` floats, asserted), so every broadcast address, `x +
-    // offs[k] + r·sx` for `r < px`, lies inside it too; the weights hold
-    // `k × 16·nv` floats.
+    // SAFETY: `DirectWeights` exists only where AVX-512F was detected; the
+    // offsets ascend (channel, kernel row, kernel column), so the farthest
+    // broadcast address, `x + offs[k] + r·xs` for `r < px`, lies inside `x`
+    // (asserted); each `dst[o]` holds the tile's pixels (asserted); the
+    // weights hold `k × 16·nv` floats.
     #[allow(unsafe_code)]
     unsafe {
         // One or two vectors and the widths `rest_tile` gives, up to 16 or 14
@@ -870,6 +983,7 @@ fn tile(
             ($(($nv:literal, $px:literal)),*) => {
                 match (nv, px, sx) {
                     $(
+                        ($nv, $px, _) if column.is_some() => avx512::tile::<$px, $nv, 0>,
                         ($nv, $px, 1) => avx512::tile::<$px, $nv, 1>,
                         ($nv, $px, _) => avx512::tile::<$px, $nv, 2>,
                     )*
@@ -914,13 +1028,14 @@ fn tile(
             dst,
             ox,
             tail,
-            a.ahead,
+            if column.is_some() { 0 } else { a.ahead },
             stream,
+            (xs, os),
         );
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, x, w, ldw, px, ox, dst, nv, sx, tail, some);
+        let _ = (a, x, w, ldw, px, ox, dst, nv, sx, tail, some, xs, os);
         unreachable!("direct: weights exist only on x86_64 with AVX-512F");
     }
 }
@@ -944,8 +1059,10 @@ mod avx512 {
     /// initialised unless `first`. (An index in `some` past `offs` panics.)
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn sums<const P: usize, const NV: usize, const SX: usize, const PF: bool>(
         x: *const f32,
+        xs: usize,
         offs: &[u32],
         some: Option<&[u32]>,
         w: *const f32,
@@ -984,9 +1101,13 @@ mod avx512 {
                     // model -1.4% at 1 thread (in-process alternation, 15
                     // pairs); 4 tiles ahead no better. Never read: past the
                     // input, harmless.
-                    _mm_prefetch::<_MM_HINT_T0>(px.wrapping_add(2 * P * SX).cast::<i8>());
+                    if SX > 0 {
+                        _mm_prefetch::<_MM_HINT_T0>(px.wrapping_add(2 * P * SX).cast::<i8>());
+                    }
+                    // Pixels `SX` apart, or for a column tile (`SX` 0) `xs`.
+                    let sx = if SX == 0 { xs } else { SX };
                     for (r, row) in acc.iter_mut().enumerate() {
-                        let a = _mm512_set1_ps(*px.add(r * SX));
+                        let a = _mm512_set1_ps(*px.add(r * sx));
                         for (s, wr) in row.iter_mut().zip(&wv) {
                             *s = _mm512_fmadd_ps(a, *wr, *s);
                         }
@@ -1060,12 +1181,14 @@ mod avx512 {
     /// lane, then one transpose per 16 channels into the output rows. With
     /// `ahead`, each row's line `ahead` floats past the tile's pixels is
     /// prefetched for writing (never accessed); with `stream`, the weights
-    /// as they are read (`sums`).
+    /// as they are read (`sums`). A column tile (`SX` 0) has its pixels
+    /// `xs` floats apart in the input and `os` in `dst`, where each is
+    /// stored on its own (checked).
     ///
     /// # Safety
     /// As for `sums`, over all of `offs`; `dst[o]` (`o < channels`) holds
-    /// at least `ox + P` floats; `tail`'s parts hold one value per channel;
-    /// `some`, if any, holds one list per K block.
+    /// at least `ox + P` floats (or a column tile's); `tail`'s parts hold
+    /// one value per channel; `some`, if any, holds one list per K block.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn tile<const P: usize, const NV: usize, const SX: usize>(
@@ -1079,6 +1202,7 @@ mod avx512 {
         tail: &Tail<'_>,
         ahead: usize,
         stream: bool,
+        (xs, os): (usize, usize),
     ) {
         // SAFETY: the caller's contract.
         unsafe {
@@ -1091,9 +1215,9 @@ mod avx512 {
                 let sum = sum.as_mut_ptr();
                 let some = some.map(|s| s[i].as_slice());
                 if stream {
-                    sums::<P, NV, SX, true>(x, block, some, w, ldw, sum, i == 0);
+                    sums::<P, NV, SX, true>(x, xs, block, some, w, ldw, sum, i == 0);
                 } else {
-                    sums::<P, NV, SX, false>(x, block, some, w, ldw, sum, i == 0);
+                    sums::<P, NV, SX, false>(x, xs, block, some, w, ldw, sum, i == 0);
                 }
             }
             // `offs` is not empty (`DirectWeights` refuses k = 0): the first
@@ -1125,6 +1249,17 @@ mod avx512 {
                         y = _mm512_max_ps(zero, y);
                     }
                     r[p] = y;
+                }
+                if SX == 0 {
+                    // A column tile: its pixels lie rows apart in `dst`.
+                    let mut lane = [0f32; 16];
+                    for (p, y) in r.iter().enumerate().take(P) {
+                        _mm512_storeu_ps(lane.as_mut_ptr(), *y);
+                        for (j, lane_v) in lane.iter().enumerate().take(left) {
+                            dst[16 * v + j][ox + p * os] = *lane_v;
+                        }
+                    }
+                    continue;
                 }
                 transpose16(&mut r);
                 for (j, y) in r.iter().enumerate().take(left) {
@@ -1507,7 +1642,7 @@ mod tests {
         for (c, h, kernel, s, [top, bottom], d) in cases {
             let g =
                 ConvGeom::from_input((c, h, 5), 4, kernel, [s, 1], [top, 0, bottom, 0], [d, 1], 1);
-            let taps = RowTaps::new(&g, true);
+            let taps = EdgeTaps::new(&g, true);
             assert!(!taps.classes.is_empty(), "{g:?}");
             let [kh, kw] = kernel;
             let inside = |oy: usize, ky: usize| {
@@ -1534,11 +1669,51 @@ mod tests {
         // A non-finite weight keeps every tap: 0 · inf is NaN, as the GEMM
         // path computes it.
         let g = ConvGeom::from_input((2, 9, 5), 4, [3, 3], [1, 1], [1; 4], [1, 1], 1);
-        assert!(RowTaps::new(&g, false).classes.is_empty());
-        assert!(RowTaps::new(&g, true).some(0, 0).is_some());
-        // No vertical padding, nothing to skip.
-        let g = ConvGeom::from_input((2, 9, 9), 4, [1, 7], [1, 1], [0, 3, 0, 3], [1, 1], 1);
-        assert!(RowTaps::new(&g, true).classes.is_empty());
+        assert!(EdgeTaps::new(&g, false).classes.is_empty());
+        assert!(EdgeTaps::new(&g, true).some(0, 0).is_some());
+        // Side padding and one kernel row (the 1x7s): column tiles, whose
+        // pixels share their column, keep the kernel columns it reads
+        // inside the input.
+        for (c, w, kw, [left, right], d) in [(3, 17, 7, [3, 3], 1), (2, 9, 3, [1, 2], 2)] {
+            let g = ConvGeom::from_input(
+                (c, 4, w),
+                4,
+                [1, kw],
+                [1, 1],
+                [0, left, 0, right],
+                [1, d],
+                1,
+            );
+            let taps = EdgeTaps::new(&g, true);
+            assert!(taps.cols && !taps.classes.is_empty(), "{g:?}");
+            let (c0, c1) = taps.interior(g.ow).expect("column tiles");
+            for ox in 0..g.ow {
+                let keep: Vec<usize> = (0..c * kw)
+                    .filter(|&i| {
+                        let x = (ox + i % kw * d) as isize - left as isize;
+                        (0..w as isize).contains(&x)
+                    })
+                    .collect();
+                let got: Vec<usize> = match taps.some(ox, ox) {
+                    None => (0..c * kw).collect(),
+                    Some(blocks) => blocks
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(bi, ks)| ks.iter().map(move |&k| bi * KC + k as usize))
+                        .collect(),
+                };
+                assert_eq!(got, keep, "{g:?}, column {ox}");
+                // Row tiles run on exactly the columns that skip nothing.
+                assert_eq!(
+                    (c0..c1).contains(&ox),
+                    keep.len() == c * kw,
+                    "{g:?}, column {ox}"
+                );
+            }
+        }
+        // No padding, nothing to skip.
+        let g = ConvGeom::from_input((2, 9, 9), 4, [1, 7], [1, 1], [0; 4], [1, 1], 1);
+        assert!(EdgeTaps::new(&g, true).classes.is_empty());
     }
 
     /// A padded layer with an infinite weight gives the GEMM path's NaNs
@@ -1548,7 +1723,11 @@ mod tests {
         if !super::super::sgemm::available() {
             return;
         }
-        for (kernel, pads, h, w) in [([3, 3], [1; 4], 9, 35), ([7, 1], [3, 0, 3, 0], 17, 17)] {
+        for (kernel, pads, h, w) in [
+            ([3, 3], [1; 4], 9, 35),
+            ([7, 1], [3, 0, 3, 0], 17, 17),
+            ([1, 7], [0, 3, 0, 3], 17, 17),
+        ] {
             let (c, o) = (5, 32);
             let g = ConvGeom::from_input((c, h, w), o, kernel, [1, 1], pads, [1, 1], 1);
             let x: Vec<f32> = (0..c * h * w).map(|i| (i % 7) as f32 - 3.0).collect();
