@@ -34,8 +34,8 @@ pub struct DirectWeights {
     /// Every weight is finite, so a product with a padding zero is a zero
     /// ([`EdgeTaps`] may skip it).
     finite: bool,
-    /// The taps of the geometry these weights first ran with, built once
-    /// (a 17x17 7x1's took 2-4% of a call).
+    /// The taps of the geometry these weights first ran with, kept (built
+    /// at every call, a 17x17 7x1's took 2-4% of it).
     taps: std::sync::OnceLock<(ConvGeom, EdgeTaps)>,
 }
 
@@ -381,8 +381,8 @@ fn zero_border(p: &mut [f32], (h, w): (usize, usize), [top, left, bottom, right]
 /// slices, the input with its zero border (copied, or the input itself
 /// when `padded_input` or unpadded), the offsets of K's taps, in K's order
 /// (channel, kernel row, kernel column), with the assertion that every
-/// window lies inside that input, and the taps of the plane's edge rows
-/// ([`EdgeTaps`]).
+/// window lies inside that input, and the taps of the tiles at the plane's
+/// edges ([`EdgeTaps`]).
 fn prepare<'a>(
     g: &ConvGeom,
     x: &'a [f32],
@@ -564,7 +564,8 @@ impl EdgeTaps {
         Some(blocks.get_or_init(|| self.indices(key)))
     }
 
-    /// The K indices in kernel rows `ys` and columns `xs`, per K block.
+    /// The K indices in kernel rows `y0..y1` and columns `x0..x1`, per K
+    /// block.
     fn indices(&self, ([y0, y1], [x0, x1]): Ranges) -> PerBlock {
         let (kh, kw) = (self.y.k, self.x.k);
         let mut blocks: PerBlock = vec![Vec::new(); (self.c * kh * kw).div_ceil(KC)];
@@ -752,7 +753,7 @@ struct RowArgs<'a> {
     xp: &'a [f32],
     wp: usize,
     offs: &'a [u32],
-    /// The K indices of tiles at the plane's top and bottom edges.
+    /// The K indices of tiles at the plane's edges.
     taps: &'a EdgeTaps,
     w: &'a DirectWeights,
     tail: &'a Tail<'a>,
@@ -1379,7 +1380,6 @@ mod tests {
         assert!(!supports(&nine));
         for &(c, h, w, o, kernel, stride, pads, dilation) in cases {
             let g = ConvGeom::from_input((c, h, w), o, kernel, stride, pads, dilation, 1);
-            let (oh, ow) = (g.oh, g.ow);
             assert!(supports(&g), "{g:?}");
             let x: Vec<f32> = (0..c * h * w).map(|_| rand()).collect();
             let wt: Vec<f32> = (0..o * g.k()).map(|_| rand()).collect();
@@ -1388,37 +1388,49 @@ mod tests {
                 shift: Some((0..o).map(|_| rand()).collect()),
                 relu: true,
             };
-            let packed = PackedWeights::new(&wt, o, g.k()).expect("avx512");
-            let direct = DirectWeights::new(&wt, o, g.k()).expect("avx512");
             for threads in [1, 2] {
-                let mut want = vec![f32::NAN; o * oh * ow];
-                let mut got = vec![f32::NAN; o * oh * ow];
-                let mut scratch = Vec::new();
-                conv2d(
-                    &g,
-                    &x,
-                    Weights::Packed(&packed),
-                    &e,
-                    &mut want,
-                    &mut scratch,
-                    threads,
-                );
-                conv2d(
-                    &g,
-                    &x,
-                    Weights::Direct(&direct),
-                    &e,
-                    &mut got,
-                    &mut scratch,
-                    threads,
-                );
-                let diff = want
-                    .iter()
-                    .zip(&got)
-                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                let diff = first_difference(&g, &x, &wt, &e, threads);
                 assert_eq!(diff, None, "{g:?}, {threads} threads");
             }
         }
+    }
+
+    /// Where the GEMM path and the direct path first differ in bits on
+    /// `g`, if anywhere.
+    fn first_difference(
+        g: &ConvGeom,
+        x: &[f32],
+        wt: &[f32],
+        e: &Epilogue<f32>,
+        threads: usize,
+    ) -> Option<usize> {
+        let o = g.o;
+        let packed = PackedWeights::new(wt, o, g.k()).expect("avx512");
+        let direct = DirectWeights::new(wt, o, g.k()).expect("avx512");
+        let mut want = vec![f32::NAN; o * g.oh * g.ow];
+        let mut got = vec![f32::NAN; o * g.oh * g.ow];
+        let mut scratch = Vec::new();
+        conv2d(
+            g,
+            x,
+            Weights::Packed(&packed),
+            e,
+            &mut want,
+            &mut scratch,
+            threads,
+        );
+        conv2d(
+            g,
+            x,
+            Weights::Direct(&direct),
+            e,
+            &mut got,
+            &mut scratch,
+            threads,
+        );
+        want.iter()
+            .zip(&got)
+            .position(|(a, b)| a.to_bits() != b.to_bits())
     }
 
     /// Pooling the rows as they complete gives the bits of the whole
@@ -1745,38 +1757,24 @@ mod tests {
             let mut wt: Vec<f32> = (0..o * g.k()).map(|i| (i % 5) as f32 * 0.25).collect();
             // Output channel 3, input channel 1, kernel row 0.
             wt[3 * g.k() + kernel[0] * kernel[1]] = f32::INFINITY;
-            let packed = PackedWeights::new(&wt, o, g.k()).expect("avx512");
-            let direct = DirectWeights::new(&wt, o, g.k()).expect("avx512");
             let e = Epilogue {
                 scale: None,
                 shift: None,
                 relu: false,
             };
-            let (mut want, mut got) = (vec![0f32; o * g.oh * g.ow], vec![0f32; o * g.oh * g.ow]);
-            let mut scratch = Vec::new();
+            let mut want = vec![0f32; o * g.oh * g.ow];
+            let packed = PackedWeights::new(&wt, o, g.k()).expect("avx512");
             conv2d(
                 &g,
                 &x,
                 Weights::Packed(&packed),
                 &e,
                 &mut want,
-                &mut scratch,
-                1,
-            );
-            conv2d(
-                &g,
-                &x,
-                Weights::Direct(&direct),
-                &e,
-                &mut got,
-                &mut scratch,
+                &mut Vec::new(),
                 1,
             );
             assert!(want.iter().any(|v| v.is_nan()), "{kernel:?}");
-            let diff = want
-                .iter()
-                .zip(&got)
-                .position(|(a, b)| a.to_bits() != b.to_bits());
+            let diff = first_difference(&g, &x, &wt, &e, 1);
             assert_eq!(diff, None, "{kernel:?}");
         }
     }
