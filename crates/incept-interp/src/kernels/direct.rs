@@ -257,16 +257,19 @@ pub fn conv(
         pitch,
         plane,
     };
-    if super::balance::is_elastic() && units >= 2 {
+    if super::balance::is_elastic() && args.taps.interior(g.ow).is_some() && panels >= 2 {
+        // A fork side's last step with column tiles, which run down all the
+        // rows: in chunks of channel panels, 5-6 on the 1x7s (chunks of
+        // rows would cut the columns' tiles short: two chunks of 8-9 rows
+        // measured the same, 0.996-1.001 in alternating runs), which the
+        // other thread takes from the back when its side is done.
+        let chunks: Vec<(usize, &mut [&mut [f32]])> =
+            planes.chunks_mut(PANEL).enumerate().collect();
+        super::balance::both_ends(chunks, |(p, c)| pixels_of(c, &args, p, (0, plane), origin));
+    } else if super::balance::is_elastic() && units >= 2 {
         // A fork side's last step: in chunks of rows (tiles), which the
         // other thread takes from the back when its side is done.
-        // Column tiles run down a chunk's rows: chunks of 8 rows or more,
-        // not 8 chunks of two rows (tiles of two pixels).
-        let n = if args.taps.interior(g.ow).is_some() {
-            (units / 8).clamp(1, 8)
-        } else {
-            units.min(8)
-        };
+        let n = units.min(8);
         let bounds: Vec<usize> = (0..n).map(|i| (i * units / n) * unit).collect();
         super::balance::both_ends(cut.parts(planes, &bounds), |(lo, hi, at, mut c)| {
             pixels_of(&mut c, &args, 0, (lo, hi), at)
@@ -1776,6 +1779,62 @@ mod tests {
             assert!(want.iter().any(|v| v.is_nan()), "{kernel:?}");
             let diff = first_difference(&g, &x, &wt, &e, 1);
             assert_eq!(diff, None, "{kernel:?}");
+        }
+    }
+
+    /// A fork side's last step, in chunks two threads take from both ends
+    /// (channel panels where column tiles run, else rows), gives the bits
+    /// of the plain run.
+    #[test]
+    fn elastic_chunks_give_the_plain_bits() {
+        if !super::super::sgemm::available() {
+            return;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a pool");
+        for (c, h, o, kernel, pads) in [
+            (12, 17, 100, [1, 7], [0, 3, 0, 3]),
+            (6, 35, 40, [3, 3], [1; 4]),
+        ] {
+            let g = ConvGeom::from_input((c, h, h), o, kernel, [1, 1], pads, [1, 1], 1);
+            let x: Vec<f32> = (0..c * h * h)
+                .map(|i| ((i * 7) % 13) as f32 - 6.0)
+                .collect();
+            let wt: Vec<f32> = (0..o * g.k())
+                .map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5)
+                .collect();
+            let w = DirectWeights::new(&wt, o, g.k()).expect("avx512");
+            let tail = Tail::default();
+            let run = |elastic: bool| {
+                let mut out = vec![f32::NAN; o * g.oh * g.ow];
+                let mut scratch = vec![0f32; scratch_len(&g)];
+                let mut go = || {
+                    conv(
+                        &g,
+                        &x,
+                        &w,
+                        &tail,
+                        &mut out,
+                        &mut scratch,
+                        2,
+                        Layout::default(),
+                    )
+                };
+                if elastic {
+                    pool.install(|| super::super::balance::elastic(go));
+                } else {
+                    go();
+                }
+                out
+            };
+            let (plain, chunked) = (run(false), run(true));
+            let diff = plain
+                .iter()
+                .zip(&chunked)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(diff, None, "{g:?}");
         }
     }
 }
