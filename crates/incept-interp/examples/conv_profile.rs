@@ -2,7 +2,10 @@
 //! convolutions sit far from the machine's peak
 //! (`cargo run --release -p incept-interp --example conv_profile -- MODEL.pth [threads] [batch]`).
 //! A batch is profiled step by step over all its images (a real run takes
-//! the steps before its tail image by image); times are per image.
+//! the steps before its tail image by image); times are per image. GFLOP/s
+//! count every product of the layer's definition, the padding's too, which
+//! the direct kernel skips where it can (the 7x1s and 1x7s show 8-10% more
+//! than the rate their FMAs run at).
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
