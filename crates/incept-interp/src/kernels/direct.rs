@@ -1087,9 +1087,10 @@ mod avx512 {
     /// own so LLVM keeps the block's sums in registers.
     ///
     /// # Safety
-    /// AVX-512F is available; `x + offs[k] + r·SX` is readable for `r < P`,
-    /// and `w` holds `offs.len() × ldw` floats; `sum` is writable, and
-    /// initialised unless `first`. (An index in `some` past `offs` panics.)
+    /// AVX-512F is available; `x + offs[k] + r·s` is readable for `r < P`
+    /// (`s` is `SX`, or `xs` when `SX` is 0), and `w` holds `offs.len() ×
+    /// ldw` floats; `sum` is writable, and initialised unless `first`. (An
+    /// index in `some` past `offs` panics.)
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
