@@ -119,12 +119,11 @@ pub fn fits(g: &ConvGeom) -> bool {
 /// 2 along the width, and rows (or a [`flat`] plane) that the tiles cover
 /// without starting before them.
 fn supports(g: &ConvGeom) -> bool {
-    let covers = |n: usize| covers(g, n);
     // Offsets into the (padded) input are 32-bit.
     let small = u32::try_from(scratch_len(g).max(g.c * g.h * g.w)).is_ok();
     g.groups == 1
         && matches!(g.stride[1], 1 | 2)
-        && (covers(g.ow) || (flat(g) && covers(g.oh * g.ow)))
+        && (covers(g, g.ow) || (flat(g) && covers(g, g.oh * g.ow)))
         && small
 }
 
@@ -562,6 +561,10 @@ impl EdgeTaps {
     /// The K indices of a tile over output rows `rows` and columns `cols`
     /// (first and last each), per K block, or `None` for all of them.
     fn some(&self, rows: [usize; 2], cols: [usize; 2]) -> Option<&[Vec<u32>]> {
+        // Most layers have nothing to skip: no work per tile for them.
+        if self.classes.is_empty() {
+            return None;
+        }
         let key = (self.y.span(rows[0], rows[1]), self.x.span(cols[0], cols[1]));
         let (_, blocks) = self.classes.iter().find(|(k, _)| *k == key)?;
         Some(blocks.get_or_init(|| self.indices(key)))
