@@ -5,7 +5,9 @@
 //! the steps before its tail image by image); times are per image. GFLOP/s
 //! count every product of the layer's definition, the padding's too, which
 //! the direct kernel skips where it can (the 7x1s and 1x7s show 8-10% more
-//! than the rate their FMAs run at).
+//! than the rate their FMAs run at). Each step's time is its median over
+//! 20 runs (6 for a batch), as `xtask/bench/ort_profile.py` takes
+//! onnxruntime's; the last line also sums the steps' minimums.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -30,16 +32,16 @@ fn main() {
     )
     .unwrap();
     let x = Tensor::from_f32(vec![batch, 3, 299, 299], vec![0.5; batch * 3 * 299 * 299]).unwrap();
-    let mut best = it.profile(&x).unwrap();
-    for _ in 0..4 {
-        for (b, (_, _, ms)) in best.iter_mut().zip(it.profile(&x).unwrap()) {
-            b.2 = b.2.min(ms);
-        }
-    }
-    let mut total = 0.0;
-    for (name, op, ms) in &best {
-        let ms = ms / batch as f64;
+    let runs: Vec<_> = (0..if batch == 1 { 20 } else { 6 })
+        .map(|_| it.profile(&x).unwrap())
+        .collect();
+    let (mut total, mut total_min) = (0.0, 0.0);
+    for (i, (name, op, _)) in runs[0].iter().enumerate() {
+        let mut times: Vec<f64> = runs.iter().map(|r| r[i].2 / batch as f64).collect();
+        times.sort_by(f64::total_cmp);
+        let ms = times[times.len() / 2];
         total += ms;
+        total_min += times[0];
         let head = name.split('+').next().unwrap();
         let macs = g
             .nodes
@@ -53,5 +55,5 @@ fn main() {
         };
         println!("{name:55} {op:18} {ms:7.3} ms {gflops}");
     }
-    println!("total {total:.2} ms");
+    println!("total {total:.2} ms (sum of the steps' minimums {total_min:.2} ms)");
 }

@@ -6,12 +6,16 @@
 //! wide layers the GEMM path spent up to a fifth of its time unfolding the
 //! input; at 17x17 it wastes 15 of every 304 lanes.
 //!
+//! Layers with few products per output (Conv2d_1a) run their rows with
+//! pixels in the vector instead ([`super::narrow`]).
+//!
 //! The sums are the GEMM path's bit for bit: K in the im2col order
 //! (channel, kernel row, kernel column), each output summed in registers
 //! over blocks of [`KC`] products, the first block stored and each later
 //! one added into the output, then the tail (`y · scale + shift`, ReLU).
 
 use super::conv::{ConvGeom, pad_into, padded_size, zero_few};
+use super::narrow;
 use super::pool::PoolGeom;
 use super::sgemm::{KC, Tail};
 use incept_ir::op::PoolKind;
@@ -190,6 +194,11 @@ pub fn scratch_len(g: &ConvGeom) -> usize {
     }
 }
 
+/// True when [`conv`] runs this geometry's rows with [`narrow::rows`].
+fn narrow(g: &ConvGeom) -> bool {
+    narrow::takes(g) && !flat(g)
+}
+
 /// `out = tail(conv(x, w))`, `out` `[O, OH, OW]` (inside `layout`'s
 /// borders). Padded inputs are copied once into `scratch` ([`scratch_len`]
 /// floats) with their zero border, unless `layout` says they hold it. Two
@@ -219,8 +228,10 @@ pub fn conv(
     assert!(out.len() >= g.o * padded_plane, "direct: output too small");
     let threads = super::balance::threads(threads);
     let (xp, offs, taps) = prepare(g, x, w, tail, scratch, threads, layout.padded_input);
+    let narrow = narrow(g).then(|| narrow::Input::new(g, xp));
     let plane = g.oh * g.ow;
     let args = RowArgs {
+        narrow: narrow.as_ref(),
         g,
         xp,
         wp: padded_size(g).1,
@@ -657,6 +668,7 @@ pub fn conv_pool(
         pitch: g.ow,
         // The ring's rows stay in L1 and L2.
         ahead: 0,
+        narrow: None,
     };
     let mut planes: Vec<&mut [f32]> = out[..g.o * plane].chunks_mut(plane).collect();
     let panels = g.o.div_ceil(PANEL);
@@ -768,6 +780,8 @@ struct RowArgs<'a> {
     /// Floats past a tile's pixels in each channel's output at which the
     /// tile claims the cache lines for writing ([`AHEAD_ROWS`]), or 0.
     ahead: usize,
+    /// The input as [`narrow::rows`] reads it, for a layer it runs.
+    narrow: Option<&'a narrow::Input<'a>>,
 }
 
 /// K indices ahead at which a tile prefetches its panel's weights, when
@@ -832,6 +846,22 @@ fn pixels_of(
     // With column tiles, rows run only over the columns that read no side
     // padding, and each other column runs down the rows.
     let (r0, r1) = (lo / g.ow, hi / g.ow);
+    if let Some(input) = a.narrow {
+        let weights = |p: usize| a.w.panel(p);
+        let at = (origin, a.pitch, a.ahead);
+        narrow::rows(
+            input,
+            g,
+            PANEL,
+            weights,
+            a.tail,
+            planes,
+            p0 * PANEL,
+            (r0, r1),
+            at,
+        );
+        return;
+    }
     let (c0, c1) = a
         .taps
         .interior(g.ow)
@@ -1402,6 +1432,56 @@ mod tests {
         }
     }
 
+    /// Layers with few products per output run with pixels in the lanes
+    /// ([`narrow`]) and give the GEMM path's bits: stride 1 and 2, even and
+    /// odd padded widths, uneven padding, dilation, channel groups cut
+    /// short, rows of 1 to 10 vectors (149 pixels, Conv2d_1a's), and an
+    /// infinite weight against the zero border.
+    #[test]
+    fn narrow_rows_match_the_gemm_path_bit_for_bit() {
+        if !super::super::sgemm::available() {
+            return;
+        }
+        let cases: &[Case] = &[
+            (3, 13, 299, 32, [3, 3], [2, 2], [0; 4], [1, 1]),
+            (3, 9, 70, 13, [3, 3], [1, 1], [1; 4], [1, 1]),
+            (2, 11, 41, 40, [3, 3], [2, 2], [1, 0, 2, 1], [2, 1]),
+            (1, 10, 36, 50, [5, 5], [2, 2], [2; 4], [1, 2]),
+            (8, 7, 66, 24, [1, 3], [1, 1], [0, 1, 0, 1], [1, 1]),
+            (4, 9, 33, 16, [2, 2], [2, 2], [0; 4], [1, 1]),
+            (3, 8, 53, 8, [3, 3], [2, 2], [1; 4], [1, 1]),
+            (3, 6, 120, 16, [3, 3], [2, 2], [0; 4], [1, 1]),
+        ];
+        let mut seed = 777u64;
+        let mut rand = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for &(c, h, w, o, kernel, stride, pads, dilation) in cases {
+            let g = ConvGeom::from_input((c, h, w), o, kernel, stride, pads, dilation, 1);
+            assert!(narrow(&g) && fits(&g), "{g:?}");
+            let x: Vec<f32> = (0..c * h * w).map(|_| rand()).collect();
+            let mut wt: Vec<f32> = (0..o * g.k()).map(|_| rand()).collect();
+            let e = Epilogue {
+                scale: Some((0..o).map(|_| rand()).collect()),
+                shift: Some((0..o).map(|_| rand()).collect()),
+                relu: true,
+            };
+            for threads in [1, 2] {
+                let diff = first_difference(&g, &x, &wt, &e, threads);
+                assert_eq!(diff, None, "{g:?}, {threads} threads");
+            }
+            if pads != [0; 4] {
+                // Channel 0's first tap meets the border: NaN there in both.
+                wt[0] = f32::INFINITY;
+                let diff = first_difference(&g, &x, &wt, &e, 1);
+                assert_eq!(diff, None, "{g:?} with an infinite weight");
+            }
+        }
+    }
+
     /// Where the GEMM path and the direct path first differ in bits on
     /// `g`, if anywhere.
     fn first_difference(
@@ -1567,6 +1647,8 @@ mod tests {
             (6, 9, 30, 36, [1, 3], [0, 1, 0, 1], 48, [1, 7], [0, 3, 0, 3]),
             (4, 12, 28, 16, [3, 3], [1; 4], 40, [3, 3], [1, 0, 2, 3]),
             (24, 17, 17, 40, [1, 1], [0; 4], 36, [7, 1], [3, 0, 3, 0]),
+            // A first layer that runs with pixels in the lanes (`narrow`).
+            (3, 13, 40, 16, [3, 3], [0; 4], 24, [3, 3], [1; 4]),
         ];
         let data = |n: usize, k: usize| -> Vec<f32> {
             (0..n)

@@ -7,6 +7,7 @@ pub mod direct;
 pub mod eltwise;
 pub mod gemm;
 pub mod linear;
+pub mod narrow;
 pub mod pool;
 pub mod sgemm;
 
