@@ -35,7 +35,7 @@ impl LinearWeight {
 }
 
 /// `y[rows, out] = x[rows, in] · Wᵀ + bias`, output features split across
-/// `threads`; each weight row is read once for all `rows` inputs.
+/// `threads`, [`AT_ONCE`] of them summed side by side ([`dots`]).
 #[allow(clippy::too_many_arguments)]
 pub fn linear<T: Float>(
     weight: &LinearWeight,
@@ -50,17 +50,21 @@ pub fn linear<T: Float>(
     let threads = super::balance::threads(threads);
     let xs: Vec<f64> = x[..rows * in_features].iter().map(|v| v.to_f64()).collect();
     let mut acc = vec![0f64; out_features * rows];
-    let per = out_features.div_ceil(threads.max(1) * 4).max(1);
+    let per = out_features
+        .div_ceil(threads.max(1) * 4)
+        .max(1)
+        .next_multiple_of(AT_ONCE);
     let run = |(i, chunk): (usize, &mut [f64])| {
-        for (j, outs) in chunk.chunks_mut(rows).enumerate() {
+        let count = chunk.len() / rows;
+        for j in (0..count).step_by(AT_ONCE) {
             let o = i * per + j;
-            let w = o * in_features..(o + 1) * in_features;
-            for (n, a) in outs.iter_mut().enumerate() {
+            let q = (count - j).min(AT_ONCE);
+            for n in 0..rows {
                 let xr = &xs[n * in_features..(n + 1) * in_features];
-                *a = match weight {
-                    LinearWeight::F32(w32) => dot(&w32[w.clone()], xr),
-                    LinearWeight::F64(w64) => dot(&w64[w.clone()], xr),
-                } + bias.map_or(0.0, |b| b[o]);
+                let sums = dots(weight, o..o + q, xr);
+                for (t, s) in sums.iter().take(q).enumerate() {
+                    chunk[(j + t) * rows + n] = s + bias.map_or(0.0, |b| b[o + t]);
+                }
             }
         }
     };
@@ -75,6 +79,91 @@ pub fn linear<T: Float>(
             y[n * out_features + o] = T::from_f64(a);
         }
     }
+}
+
+/// Output features summed side by side by [`dots`]: the classifier streams
+/// its 8 MB of weights from memory at every run, and one row at a time
+/// left it at 15 GB/s (`fc` 0.60 → 0.40 ms at 1 thread, 0.34 → 0.27 at 2,
+/// in-process alternations; four at once 0.48 and 0.31).
+const AT_ONCE: usize = 8;
+
+/// The dot products of `x` with the weight rows `outs` (at most
+/// [`AT_ONCE`]), each with the bits of [`dot`]: eight float32 rows at once
+/// on AVX-512, the rest one by one.
+fn dots(weight: &LinearWeight, outs: std::ops::Range<usize>, x: &[f64]) -> [f64; AT_ONCE] {
+    let n = x.len();
+    let mut sums = [0f64; AT_ONCE];
+    if let LinearWeight::F32(w) = weight
+        && outs.len() == AT_ONCE
+    {
+        let rows: [&[f32]; AT_ONCE] =
+            std::array::from_fn(|t| &w[(outs.start + t) * n..(outs.start + t + 1) * n]);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was just detected; every row is `x`'s length.
+            #[allow(unsafe_code)]
+            return unsafe { dots_avx512(&rows, x) };
+        }
+        for (s, row) in sums.iter_mut().zip(rows) {
+            *s = dot(row, x);
+        }
+        return sums;
+    }
+    for (s, o) in sums.iter_mut().zip(outs) {
+        *s = match weight {
+            LinearWeight::F32(w) => dot(&w[o * n..(o + 1) * n], x),
+            LinearWeight::F64(w) => dot(&w[o * n..(o + 1) * n], x),
+        };
+    }
+    sums
+}
+
+/// [`dot_plain`] on eight rows at once: per row the same sixteen partial
+/// sums (lanes `0..8` and `8..16` of two vectors), each `w·x` rounded and
+/// then added (no FMA, as the plain loop), summed in order at the end.
+///
+/// # Safety
+/// AVX-512F is available, and every row of `w` is as long as `x`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(unsafe_code)]
+unsafe fn dots_avx512(w: &[&[f32]; AT_ONCE], x: &[f64]) -> [f64; AT_ONCE] {
+    use std::arch::x86_64::*;
+    assert!(
+        w.iter().all(|r| r.len() == x.len()),
+        "linear: rows of another length"
+    );
+    let full = x.len() / 16 * 16;
+    let mut parts = [[0f64; 16]; AT_ONCE];
+    // SAFETY: every load reads 16 values below `full`, inside `x` and each
+    // row (asserted); the stores fill `parts`; a prefetch cannot fault.
+    unsafe {
+        let mut acc = [[_mm512_setzero_pd(); 2]; AT_ONCE];
+        for i in (0..full).step_by(16) {
+            let x0 = _mm512_loadu_pd(x.as_ptr().add(i));
+            let x1 = _mm512_loadu_pd(x.as_ptr().add(i + 8));
+            for (a, row) in acc.iter_mut().zip(w) {
+                let p = row.as_ptr().add(i);
+                _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().wrapping_add(PREFETCH_BYTES));
+                let w0 = _mm512_cvtps_pd(_mm256_loadu_ps(p));
+                let w1 = _mm512_cvtps_pd(_mm256_loadu_ps(p.add(8)));
+                a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(w0, x0));
+                a[1] = _mm512_add_pd(a[1], _mm512_mul_pd(w1, x1));
+            }
+        }
+        for (p, a) in parts.iter_mut().zip(&acc) {
+            _mm512_storeu_pd(p.as_mut_ptr(), a[0]);
+            _mm512_storeu_pd(p.as_mut_ptr().add(8), a[1]);
+        }
+    }
+    let mut sums = [0f64; AT_ONCE];
+    for ((s, p), row) in sums.iter_mut().zip(&mut parts).zip(w) {
+        for (l, (&a, &b)) in row[full..].iter().zip(&x[full..]).enumerate() {
+            p[l] += f64::from(a) * b;
+        }
+        *s = p.iter().sum();
+    }
+    sums
 }
 
 /// `Σ w[i]·x[i]` in float64, with the AVX-512 build of the same code where
@@ -134,6 +223,30 @@ fn dot_plain<W: Copy + Into<f64>>(w: &[W], x: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Eight rows at once give each row the bits it has alone, remainder
+    /// and all (random data: the order of every sum shows).
+    #[test]
+    fn eight_rows_at_once_keep_each_rows_bits() {
+        let n = 16 * 9 + 5;
+        let mut seed = 99u64;
+        let mut rand = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // 53 bits: products of float32 weights with these round.
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        let w: Vec<f64> = (0..AT_ONCE * n).map(|_| f64::from(rand() as f32)).collect();
+        let x: Vec<f64> = (0..n).map(|_| rand()).collect();
+        let weight = LinearWeight::new(w.clone());
+        assert!(matches!(weight, LinearWeight::F32(_)));
+        let sums = dots(&weight, 0..AT_ONCE, &x);
+        for (o, s) in sums.iter().enumerate() {
+            let alone = dot(&w[o * n..(o + 1) * n], &x);
+            assert_eq!(s.to_bits(), alone.to_bits(), "row {o}");
+        }
+    }
 
     #[test]
     fn matches_the_definition_in_both_storages() {
