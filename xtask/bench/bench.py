@@ -117,7 +117,9 @@ def side_by_side(incept: Path, model: Path, sess, batch: int, threads: int, iter
             ours.append(incept_bench(incept, model, batch, threads, iters))
             theirs.append(ort_bench(sess, batch, iters))
     mid = lambda rounds: sorted(rounds, key=lambda x: x["median_ms"])[len(rounds) // 2]
-    i = dict(mid(ours), min_ms=min(x["min_ms"] for x in ours))
+    # Each round's own ratio: how far the machine's noise moves the figure.
+    ratios = [a["median_ms"] / b["median_ms"] for a, b in zip(ours, theirs)]
+    i = dict(mid(ours), min_ms=min(x["min_ms"] for x in ours), round_ratios=(min(ratios), max(ratios)))
     o = dict(mid(theirs), min_ms=min(x["min_ms"] for x in theirs))
     return i, o
 
@@ -215,7 +217,7 @@ def main() -> int:
 
     # Inference.
     configs = [(1, 1), (1, 2)] if args.quick else [(1, 1), (1, 2), (8, 1), (8, 2)]
-    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime | incept GFLOP/s | machine GEMM GFLOP/s (onnxruntime MatMul 2048³) | thread round trip ns (before, after) |")
+    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime (the rounds' own ratios) | incept GFLOP/s | machine GEMM GFLOP/s (onnxruntime MatMul 2048³) | thread round trip ns (before, after) |")
     say("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     peak_b1 = None
     for batch, threads in configs:
@@ -229,7 +231,8 @@ def main() -> int:
         if batch == 1 and threads == 2:
             peak_b1 = i
         say(f"| {batch} | {threads} | {i['median_ms']:.1f} ({i['min_ms']:.1f}) | {o['median_ms']:.1f} ({o['min_ms']:.1f}) | "
-            f"**{i['median_ms'] / o['median_ms']:.2f}** | {i['gflops_at_median']:.0f} | {g:.0f} | {rt0:.0f}, {rt1:.0f} |")
+            f"**{i['median_ms'] / o['median_ms']:.2f}** ({i['round_ratios'][0]:.2f}-{i['round_ratios'][1]:.2f}) | "
+            f"{i['gflops_at_median']:.0f} | {g:.0f} | {rt0:.0f}, {rt1:.0f} |")
     say()
 
     # Memory at inference, batch 1: against the weights plus the two largest activations.
@@ -252,26 +255,31 @@ def main() -> int:
             "the exporter: its fastest input); incept runs `model.pth` (BatchNorm kept, fused into each convolution's\n"
             "epilogue). Each configuration runs in five alternating rounds (onnxruntime then incept, incept then\n"
             "onnxruntime, and so on), each side's figure the median of its rounds' medians, so that\n"
-            "a change in the machine's speed during the run falls on both. These machines are shared: rerun before\n"
-            "drawing conclusions from small differences. At times (the host apparently placing the two vCPUs far\n"
-            "apart) a cache line's round trip between two threads takes 300-450 ns instead of 45-90 (the last\n"
+            "a change in the machine's speed during the run falls on both; beside the ratio, the lowest and highest\n"
+            "of the rounds' own ratios show how far the machine's noise moves it. These machines are shared: rerun\n"
+            "before drawing conclusions from small differences. At times (the host apparently placing the two vCPUs\n"
+            "far apart) a cache line's round trip between two threads takes 300-450 ns instead of 45-90 (the last\n"
             "column: `cargo run --release -p incept-interp --example core_latency` before and after each\n"
             "configuration), and two-thread batch-1 runs slow down; incept then runs each Inception block's\n"
             "branches as two sides, one thread each (`fork.rs`), 4-7% faster than splitting every step. Hosts\n"
             "differ too: the same configurations ran at 0.98-1.00 on a host twice as fast (2026-11-28, figures in\n"
-            "git history) and at 0.99-1.11 on this one (2026-12-06 before the padding below), where the two\n"
-            "vCPUs often run at speeds 10-25% apart for minutes. incept splits a two-thread step by a share\n"
-            "learned per step and a block's branches by their multiply-accumulates, so there the faster thread\n"
-            "waits (4-6 ms per batch-1 run, summed over the joins, timed by a temporary probe in `balance::join`;\n"
-            "onnxruntime's threads claim work as they go). Since incept's direct convolutions skip the products\n"
-            "with the zero padding, as onnxruntime's NCHWc kernels do (7x1s and 1x7s 8-10% of theirs), its\n"
-            "kernels match onnxruntime's per image and per layer even at batch 8 (104.1 against 104.8 ms summed\n"
-            "in the per-layer profiles, commands below), but for the 8x8 blocks' 3x3, 1x3 and 3x1 convolutions,\n"
-            "whose padding incept's GEMM path still multiplies (0.4 ms per image), and Conv2d_4a (0.3 ms).\n"
-            "onnxruntime gains 3-4% per image from a batch of 8 (its per-operator costs spread over the batch);\n"
-            "incept, with little cost per step, gains none: it runs a batch image by image, and each block run\n"
-            "for every image while its weights are still in L3 measured 0.9% faster at best (each block run\n"
-            "twice, the second timed). Two threads on their own images (incept's lanes) run 4% slower per image\n"
+            "git history) and at 0.99-1.11 on this one (2026-12-06), where the two vCPUs often run at speeds\n"
+            "10-25% apart for minutes. incept splits a two-thread step by a share learned per step and a block's\n"
+            "branches by their multiply-accumulates, so there the faster thread waits (2-3 ms per batch-1 run,\n"
+            "summed over the joins, timed by a temporary probe in `balance::join`; onnxruntime's threads claim\n"
+            "work as they go).\n\n"
+            "Per layer, at batch 1 on one thread, each step's median over 20 runs on both sides (commands below),\n"
+            "incept's steps summed to 105-111 ms and onnxruntime's to 104-108 (2026-12-07, two runs each).\n"
+            "incept writes no concatenation (onnxruntime's take 0.65 ms), skips the padding's products on its\n"
+            "direct path as onnxruntime's NCHWc kernels do, and runs the 8x8 blocks 0.7 ms faster; its stem\n"
+            "(Conv2d_2a and 4a, 0.9 ms) and the 35x35 blocks' 3x3s (0.6 ms) run slower. There onnxruntime's\n"
+            "kernels reach 113-115 GFLOP/s, incept's 104-112 on the same layer alone and warm: incept sums\n"
+            "float32 products in K blocks of 128, each block's sums stored and added (sums over all of K in\n"
+            "one block ran these layers 3% faster, but the full-size logits' error rose from 2.6e-5 to\n"
+            "3.9e-5, past PyTorch's own 3.2e-5), and transposes each tile into NCHW rows. At batch 8,\n"
+            "incept runs a batch image by image and each image costs what it costs alone (paired in-process\n"
+            "runs: 0.999); onnxruntime's per-image time at batch 8 ranged from 2% below its batch-1 time to\n"
+            "2% above in today's runs. Two threads on their own images (incept's lanes) run 4% slower per image\n"
             "than one thread alone, onnxruntime's split operators 2% (caches and memory shared).\n\n"
             "Per layer, side by side: `cargo run --release -p incept-interp --example conv_profile --\n"
             "fixtures/full/model.pth [threads] [batch]` and `.venv/bin/python xtask/bench/ort_profile.py\n"
