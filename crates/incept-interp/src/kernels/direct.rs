@@ -1108,7 +1108,7 @@ fn tile(
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-mod avx512 {
+pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{KC, PREFETCH_K, Tail};
@@ -1211,6 +1211,29 @@ mod avx512 {
         }
     }
 
+    /// A [`Tail`] on one vector of sums: `y · scale` then `+ shift` (a
+    /// multiply and an add, as `Epilogue`, not an FMA), then ReLU.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub fn tail_of(
+        mut y: __m512,
+        scale: Option<__m512>,
+        shift: Option<__m512>,
+        relu: bool,
+    ) -> __m512 {
+        if let Some(sv) = scale {
+            y = _mm512_mul_ps(y, sv);
+        }
+        if let Some(bv) = shift {
+            y = _mm512_add_ps(y, bv);
+        }
+        if relu {
+            // max(0, y) returns y when y is NaN, as `Epilogue`.
+            y = _mm512_max_ps(_mm512_setzero_ps(), y);
+        }
+        y
+    }
+
     /// Transposes a 16x16 block held as 16 rows.
     #[target_feature(enable = "avx512f")]
     pub fn transpose16(r: &mut [__m512; 16]) {
@@ -1304,18 +1327,7 @@ mod avx512 {
                 // Rows: pixels (past P, zero); after the transpose, channels.
                 let mut r = [zero; 16];
                 for (p, s) in sum.iter().enumerate() {
-                    let mut y = s[v];
-                    if let Some(sv) = scale {
-                        y = _mm512_mul_ps(y, sv);
-                    }
-                    if let Some(bv) = shift {
-                        y = _mm512_add_ps(y, bv);
-                    }
-                    if tail.relu {
-                        // max(0, y) returns y when y is NaN, as `Epilogue`.
-                        y = _mm512_max_ps(zero, y);
-                    }
-                    r[p] = y;
+                    r[p] = tail_of(s[v], scale, shift, tail.relu);
                 }
                 if SX == 0 {
                     // A column tile: its pixels lie rows apart in `dst`.
@@ -1404,27 +1416,14 @@ mod tests {
             (300, 9, 11, 48, [1, 1], [1, 1], [0; 4], [1, 1]),
             (6, 5, 7, 16, [3, 1], [1, 1], [1, 0, 1, 0], [2, 1]),
         ];
-        let mut seed = 12345u64;
-        let mut rand = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
         // A row of 9 no tile covers (9 sums are too few for an odd tile of
         // one vector, and one of 10 would start before the row).
         let nine = ConvGeom::from_input((7, 19, 19), 16, [3, 3], [2, 2], [0; 4], [1, 1], 1);
         assert!(!supports(&nine));
-        for &(c, h, w, o, kernel, stride, pads, dilation) in cases {
+        for (i, &(c, h, w, o, kernel, stride, pads, dilation)) in cases.iter().enumerate() {
             let g = ConvGeom::from_input((c, h, w), o, kernel, stride, pads, dilation, 1);
             assert!(supports(&g), "{g:?}");
-            let x: Vec<f32> = (0..c * h * w).map(|_| rand()).collect();
-            let wt: Vec<f32> = (0..o * g.k()).map(|_| rand()).collect();
-            let e = Epilogue {
-                scale: Some((0..o).map(|_| rand()).collect()),
-                shift: Some((0..o).map(|_| rand()).collect()),
-                relu: true,
-            };
+            let (x, wt, e) = random_layer(&g, 12345 + i as u64);
             for threads in [1, 2] {
                 let diff = first_difference(&g, &x, &wt, &e, threads);
                 assert_eq!(diff, None, "{g:?}, {threads} threads");
@@ -1452,23 +1451,10 @@ mod tests {
             (3, 8, 53, 8, [3, 3], [2, 2], [1; 4], [1, 1]),
             (3, 6, 120, 16, [3, 3], [2, 2], [0; 4], [1, 1]),
         ];
-        let mut seed = 777u64;
-        let mut rand = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
-        for &(c, h, w, o, kernel, stride, pads, dilation) in cases {
+        for (i, &(c, h, w, o, kernel, stride, pads, dilation)) in cases.iter().enumerate() {
             let g = ConvGeom::from_input((c, h, w), o, kernel, stride, pads, dilation, 1);
             assert!(narrow(&g) && fits(&g), "{g:?}");
-            let x: Vec<f32> = (0..c * h * w).map(|_| rand()).collect();
-            let mut wt: Vec<f32> = (0..o * g.k()).map(|_| rand()).collect();
-            let e = Epilogue {
-                scale: Some((0..o).map(|_| rand()).collect()),
-                shift: Some((0..o).map(|_| rand()).collect()),
-                relu: true,
-            };
+            let (x, mut wt, e) = random_layer(&g, 777 + i as u64);
             for threads in [1, 2] {
                 let diff = first_difference(&g, &x, &wt, &e, threads);
                 assert_eq!(diff, None, "{g:?}, {threads} threads");
@@ -1480,6 +1466,26 @@ mod tests {
                 assert_eq!(diff, None, "{g:?} with an infinite weight");
             }
         }
+    }
+
+    /// Random input, weights and tail (scale, shift, ReLU) for `g`, in
+    /// [-1, 1), from `seed`.
+    fn random_layer(g: &ConvGeom, seed: u64) -> (Vec<f32>, Vec<f32>, Epilogue<f32>) {
+        let mut seed = seed;
+        let mut rand = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let x = (0..g.c * g.h * g.w).map(|_| rand()).collect();
+        let wt = (0..g.o * g.k()).map(|_| rand()).collect();
+        let e = Epilogue {
+            scale: Some((0..g.o).map(|_| rand()).collect()),
+            shift: Some((0..g.o).map(|_| rand()).collect()),
+            relu: true,
+        };
+        (x, wt, e)
     }
 
     /// Where the GEMM path and the direct path first differ in bits on

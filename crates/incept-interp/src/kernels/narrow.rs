@@ -256,6 +256,7 @@ pub fn rows<'w>(
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::super::direct::avx512::tail_of;
     use super::{CHANNELS, Tail};
 
     /// One tile: `NV` pixel vectors from pixel `ox` (the last with `full`
@@ -304,22 +305,11 @@ mod avx512 {
                 }
                 wp = wp.add(ldw);
             }
-            let zero = _mm512_setzero_ps();
             for (j, (row, out)) in acc.iter().zip(dst.iter_mut()).enumerate() {
                 let scale = tail.scale.map(|s| _mm512_set1_ps(s[c + j]));
                 let shift = tail.shift.map(|s| _mm512_set1_ps(s[c + j]));
                 for (v, s) in row.iter().enumerate() {
-                    let mut y = *s;
-                    if let Some(sv) = scale {
-                        y = _mm512_mul_ps(y, sv);
-                    }
-                    if let Some(bv) = shift {
-                        y = _mm512_add_ps(y, bv);
-                    }
-                    if tail.relu {
-                        // max(0, y) returns y when y is NaN, as `Epilogue`.
-                        y = _mm512_max_ps(zero, y);
-                    }
+                    let y = tail_of(*s, scale, shift, tail.relu);
                     let p = out.as_mut_ptr().add(at + ox + 16 * v);
                     _mm512_mask_storeu_ps(p, mask(v), y);
                     if ahead > 0 {
