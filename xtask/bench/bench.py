@@ -9,7 +9,9 @@ here and now, peers interleaved with incept, and reported as a ratio:
   optimisations) on `ts_folded.onnx`, the export of the same weights that
   onnxruntime runs fastest; batch 1 and 8, 1 and 2 threads, in five rounds
   that alternate which of the two runs first. The machine's
-  GEMM rate (onnxruntime's MatMul, 2048^3 float32) is measured in the same run.
+  GEMM rate (onnxruntime's MatMul, 2048^3 float32) and its FMA peak (the
+  `fma_peak` example: FMAs on registers alone, on as many threads) are
+  measured in the same run.
 - loading: `incept report model.pth` (read, validate, bind to the template)
   vs `torch.load(weights_only=True)`, wall time and peak resident memory of
   each process.
@@ -71,6 +73,15 @@ def round_trip_ns(probe: Path) -> float:
     if not ns:
         sys.exit(f"{probe} printed no round trip:\n{out}")
     return statistics.median(ns)
+
+
+def fma_peak(probe: Path, threads: int) -> float:
+    """The best of the probe's three measurements of the FMA peak on `threads` threads."""
+    _, _, out = run_child([probe, str(threads)])
+    rates = [float(l.split()[1]) for l in out.splitlines() if l.startswith("peak ")]
+    if not rates:
+        sys.exit(f"{probe} printed no peak:\n{out}")
+    return max(rates)
 
 
 def ort_session(onnx_path: Path, threads: int):
@@ -163,12 +174,13 @@ def main() -> int:
     ap.add_argument("--fixtures", type=Path, required=True)
     ap.add_argument("--docs", type=Path, required=True)
     ap.add_argument("--latency-probe", type=Path, required=True, help="the core_latency example's binary")
+    ap.add_argument("--peak-probe", type=Path, required=True, help="the fma_peak example's binary")
     ap.add_argument("--quick", action="store_true", help="batch 1 only, fewer iterations")
     ap.add_argument("--write", action="store_true", help="write the results to --docs")
     args = ap.parse_args()
     full = args.fixtures / "full"
     model, onnx_path = full / "model.pth", full / "ts_folded.onnx"
-    for built in (args.incept, args.latency_probe):
+    for built in (args.incept, args.latency_probe, args.peak_probe):
         if not built.exists():
             sys.exit(f"not built: {built} (run `cargo xtask bench` without --no-build)")
 
@@ -217,8 +229,8 @@ def main() -> int:
 
     # Inference.
     configs = [(1, 1), (1, 2)] if args.quick else [(1, 1), (1, 2), (8, 1), (8, 2)]
-    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime (the rounds' own ratios) | incept GFLOP/s | machine GEMM GFLOP/s (onnxruntime MatMul 2048³) | thread round trip ns (before, after) |")
-    say("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime (the rounds' own ratios) | incept GFLOP/s | machine FMA peak GFLOP/s (incept's share) | machine GEMM GFLOP/s (onnxruntime MatMul 2048³) | thread round trip ns (before, after) |")
+    say("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     peak_b1 = None
     for batch, threads in configs:
         iters = (10 if args.quick else 20) if batch == 1 else (3 if args.quick else 6)
@@ -228,11 +240,12 @@ def main() -> int:
         rt1 = round_trip_ns(args.latency_probe)
         del sess
         g = gemm_rate(threads)
+        peak = fma_peak(args.peak_probe, threads)
         if batch == 1 and threads == 2:
             peak_b1 = i
         say(f"| {batch} | {threads} | {i['median_ms']:.1f} ({i['min_ms']:.1f}) | {o['median_ms']:.1f} ({o['min_ms']:.1f}) | "
             f"**{i['median_ms'] / o['median_ms']:.2f}** ({i['round_ratios'][0]:.2f}-{i['round_ratios'][1]:.2f}) | "
-            f"{i['gflops_at_median']:.0f} | {g:.0f} | {rt0:.0f}, {rt1:.0f} |")
+            f"{i['gflops_at_median']:.0f} | {peak:.0f} ({100 * i['gflops_at_median'] / peak:.0f}%) | {g:.0f} | {rt0:.0f}, {rt1:.0f} |")
     say()
 
     # Memory at inference, batch 1: against the weights plus the two largest activations.
@@ -268,18 +281,28 @@ def main() -> int:
             "branches by their multiply-accumulates, so there the faster thread waits (2-3 ms per batch-1 run,\n"
             "summed over the joins, timed by a temporary probe in `balance::join`; onnxruntime's threads claim\n"
             "work as they go).\n\n"
+            "The machine's FMA peak (the `fma_peak` example: FMAs on registers alone, AVX-512) is 114-116\n"
+            "GFLOP/s on one thread here and 203-207 on two; onnxruntime's MatMul, the GEMM rate, reaches 85-90 on\n"
+            "one. incept's GFLOP/s count every product of the model's definition, the padding's too, which both\n"
+            "incept's direct kernels and onnxruntime's NCHWc kernels skip.\n\n"
             "Per layer, at batch 1 on one thread, each step's median over 20 runs on both sides (commands below),\n"
-            "incept's steps summed to 105-111 ms and onnxruntime's to 104-108 (2026-12-07, two runs each).\n"
-            "incept writes no concatenation (onnxruntime's take 0.65 ms), skips the padding's products on its\n"
-            "direct path as onnxruntime's NCHWc kernels do, and runs the 8x8 blocks 0.7 ms faster; its stem\n"
-            "(Conv2d_2a and 4a, 0.9 ms) and the 35x35 blocks' 3x3s (0.6 ms) run slower. There onnxruntime's\n"
-            "kernels reach 113-115 GFLOP/s, incept's 104-112 on the same layer alone and warm: incept sums\n"
-            "float32 products in K blocks of 128, each block's sums stored and added (sums over all of K in\n"
-            "one block ran these layers 3% faster, but the full-size logits' error rose from 2.6e-5 to\n"
-            "3.9e-5, past PyTorch's own 3.2e-5), and transposes each tile into NCHW rows. At batch 8,\n"
+            "run one after the other twice (2026-12-07): incept's steps summed to 109.2 and 109.6 ms,\n"
+            "onnxruntime's to 109.2 and 107.7. incept writes no concatenation (onnxruntime's take 0.65 ms),\n"
+            "skips the padding's products on its direct path as onnxruntime's NCHWc kernels do, and runs the\n"
+            "8x8 blocks 0.5-0.7 ms faster. It is behind on Conv2d_2a (+0.3-0.4 ms, 3.98 against 3.57-3.67),\n"
+            "Conv2d_3b (+0.22, 0.75-0.78 against 0.52-0.56; a 1x1 with 64 products per output, on the GEMM\n"
+            "path), Mixed_6a.branch3x3 (+0.2-0.4) and the 64-to-96-channel 3x3s of\n"
+            "the 35x35 blocks (+0.06-0.13 each). onnxruntime's kernels there reach 105-114 GFLOP/s, close to\n"
+            "the peak; incept's 97-105. incept sums float32 products in K blocks of 128, each block's sums\n"
+            "stored and added (sums over all of K in one block ran these layers 3% faster, but the full-size\n"
+            "logits' error rose from 2.6e-5 to 3.9e-5, past PyTorch's own 3.2e-5). Its direct kernel's tiles\n"
+            "hold channels in the vector and are transposed into NCHW rows; the transposes themselves cost\n"
+            "nothing measurable (removed, with the same stores, the steps' minimums summed to 103.5-103.9 ms\n"
+            "either way, in alternating runs); the stores do (without them too, in an earlier ablation,\n"
+            "Conv2d_2a took 0.24 ms less). At batch 8,\n"
             "incept runs a batch image by image and each image costs what it costs alone (paired in-process\n"
             "runs: 0.999); onnxruntime's per-image time at batch 8 ranged from 2% below its batch-1 time to\n"
-            "2% above in today's runs. Two threads on their own images (incept's lanes) run 4% slower per image\n"
+            "2% above. Two threads on their own images (incept's lanes) run 4% slower per image\n"
             "than one thread alone, onnxruntime's split operators 2% (caches and memory shared).\n\n"
             "Per layer, side by side: `cargo run --release -p incept-interp --example conv_profile --\n"
             "fixtures/full/model.pth [threads] [batch]` and `.venv/bin/python xtask/bench/ort_profile.py\n"

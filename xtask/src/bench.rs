@@ -26,11 +26,22 @@ pub fn cmd(args: &[String]) -> Result<()> {
     fixtures::ensure_full(&python, &root)?;
     if build {
         interop::build_incept(&root)?;
-        util::cargo_build_release(&root, &["-p", "incept-interp", "--example", "core_latency"])?;
+        util::cargo_build_release(
+            &root,
+            &[
+                "-p",
+                "incept-interp",
+                "--example",
+                "core_latency",
+                "--example",
+                "fma_peak",
+            ],
+        )?;
     }
     let release = root.join("target").join("release");
     let incept = release.join("incept");
     let latency = release.join("examples").join("core_latency");
+    let peak = release.join("examples").join("fma_peak");
     util::run(
         Command::new(&python)
             .arg(root.join("xtask").join("bench").join("bench.py"))
@@ -40,6 +51,8 @@ pub fn cmd(args: &[String]) -> Result<()> {
             .arg(root.join("fixtures"))
             .arg("--latency-probe")
             .arg(&latency)
+            .arg("--peak-probe")
+            .arg(&peak)
             .arg("--docs")
             .arg(root.join("docs").join("benchmarks.md"))
             .args(&script_args)
