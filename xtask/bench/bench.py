@@ -282,7 +282,7 @@ def main() -> int:
             "summed over the joins, timed by a temporary probe in `balance::join`; onnxruntime's threads claim\n"
             "work as they go).\n\n"
             "The machine's FMA peak (the `fma_peak` example: FMAs on registers alone, AVX-512) is 114-116\n"
-            "GFLOP/s on one thread here and 203-207 on two; onnxruntime's MatMul, the GEMM rate, reaches 85-90 on\n"
+            "GFLOP/s on one thread here and 203-234 on two (the host varies); onnxruntime's MatMul, the GEMM rate, reaches 85-91 on\n"
             "one. incept's GFLOP/s count every product of the model's definition, the padding's too, which both\n"
             "incept's direct kernels and onnxruntime's NCHWc kernels skip.\n\n"
             "Per layer, at batch 1 on one thread, each step's median over 20 runs on both sides (commands below),\n"
