@@ -75,10 +75,13 @@ def round_trip_ns(probe: Path) -> float:
     return statistics.median(ns)
 
 
-def fma_peak(probe: Path, threads: int) -> float:
-    """The best of the probe's three measurements of the FMA peak on `threads` threads."""
+def fma_peak(probe: Path, threads: int) -> float | None:
+    """The best of the probe's three measurements of the FMA peak on `threads` threads
+    (None on a machine without vector FMAs, where the probe says so)."""
     _, _, out = run_child([probe, str(threads)])
     rates = [float(l.split()[1]) for l in out.splitlines() if l.startswith("peak ")]
+    if not rates and "no vector FMA" in out:
+        return None
     if not rates:
         sys.exit(f"{probe} printed no peak:\n{out}")
     return max(rates)
@@ -241,11 +244,12 @@ def main() -> int:
         del sess
         g = gemm_rate(threads)
         peak = fma_peak(args.peak_probe, threads)
+        share = "n/a" if peak is None else f"{peak:.0f} ({100 * i['gflops_at_median'] / peak:.0f}%)"
         if batch == 1 and threads == 2:
             peak_b1 = i
         say(f"| {batch} | {threads} | {i['median_ms']:.1f} ({i['min_ms']:.1f}) | {o['median_ms']:.1f} ({o['min_ms']:.1f}) | "
             f"**{i['median_ms'] / o['median_ms']:.2f}** ({i['round_ratios'][0]:.2f}-{i['round_ratios'][1]:.2f}) | "
-            f"{i['gflops_at_median']:.0f} | {peak:.0f} ({100 * i['gflops_at_median'] / peak:.0f}%) | {g:.0f} | {rt0:.0f}, {rt1:.0f} |")
+            f"{i['gflops_at_median']:.0f} | {share} | {g:.0f} | {rt0:.0f}, {rt1:.0f} |")
     say()
 
     # Memory at inference, batch 1: against the weights plus the two largest activations.
