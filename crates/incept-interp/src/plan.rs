@@ -160,8 +160,10 @@ pub fn prepare_weights<T: Float>(
                 // layer, else for the GEMM.
                 let direct = conv_geom(graph, node)
                     .filter(direct::fits)
-                    .and_then(|_| T::as_f32(&weight))
-                    .and_then(|w| DirectWeights::new(w, rows, k))
+                    .and_then(|g| {
+                        let w = T::as_f32(&weight)?;
+                        Some(DirectWeights::new(w, rows, k)?.with_winograd(w, &g))
+                    })
                     .map(Arc::new);
                 let packed = if c.groups == 1 && direct.is_none() {
                     T::as_f32(&weight)

@@ -8,6 +8,7 @@ use crate::kernels::direct::{self, DirectWeights};
 use crate::kernels::eltwise::Epilogue;
 use crate::kernels::gemm::{MatRef, matmul};
 use crate::kernels::sgemm::{self, Dense, PackedWeights, Tail};
+use crate::kernels::winograd;
 
 /// A convolution's weights as the kernels take them.
 #[derive(Clone, Copy, Debug)]
@@ -291,9 +292,30 @@ pub fn conv2d_direct<T: Float>(
     } else {
         direct::scratch_len(g)
     };
-    let Some(padded) = T::as_f32_mut(scratch_of(scratch, need)) else {
+    // With the Winograd path, a pooled layer's convolution output goes to
+    // scratch first, after the padded input.
+    let raw_len = match (weight.winograd(), pool) {
+        (Some(_), Some(_)) => g.o * g.oh * g.ow,
+        _ => 0,
+    };
+    let Some(buf) = T::as_f32_mut(scratch_of(scratch, need + raw_len)) else {
         unreachable!("weights are packed only for float32");
     };
+    let (padded, raw) = buf.split_at_mut(need);
+    if let Some(wg) = weight.winograd() {
+        let padded_input = layout.padded_input;
+        match pool {
+            Some(p) => {
+                winograd::conv(g, x, padded_input, wg, &tail, raw, [0; 4], padded, threads);
+                super::pool::pool2d(p, raw, y, threads);
+            }
+            None => {
+                let out_pads = layout.out_pads;
+                winograd::conv(g, x, padded_input, wg, &tail, y, out_pads, padded, threads);
+            }
+        }
+        return;
+    }
     match pool {
         Some(p) => {
             assert!(

@@ -18,6 +18,7 @@ use super::conv::{ConvGeom, pad_into, padded_size, zero_few};
 use super::narrow;
 use super::pool::PoolGeom;
 use super::sgemm::{KC, Tail};
+use super::winograd::WinogradWeights;
 use incept_ir::op::PoolKind;
 use std::borrow::Cow;
 
@@ -41,6 +42,9 @@ pub struct DirectWeights {
     /// The taps of the geometry these weights first ran with, kept (built
     /// at every call, a 17x17 7x1's took 2-4% of it).
     taps: std::sync::OnceLock<(ConvGeom, EdgeTaps)>,
+    /// The same weights transformed for the Winograd path, which then runs
+    /// the layer instead ([`Self::with_winograd`]).
+    winograd: Option<WinogradWeights>,
 }
 
 impl DirectWeights {
@@ -64,7 +68,22 @@ impl DirectWeights {
             k,
             finite,
             taps: std::sync::OnceLock::new(),
+            winograd: None,
         })
+    }
+
+    /// These weights (`w`, `[o, k]` as given to [`Self::new`]) also
+    /// transformed for [`super::winograd::conv`], where it takes `g`.
+    pub fn with_winograd(mut self, w: &[f32], g: &ConvGeom) -> Self {
+        if super::winograd::takes(g) {
+            self.winograd = WinogradWeights::new(w, g.o, g.c);
+        }
+        self
+    }
+
+    /// The Winograd weights, when that path runs the layer.
+    pub fn winograd(&self) -> Option<&WinogradWeights> {
+        self.winograd.as_ref()
     }
 
     /// Panel `p`'s packed weights and their row length.
@@ -375,7 +394,11 @@ impl Cut {
 
 /// Zeroes the borders `[top, left, bottom, right]` of an `(h, w)` plane
 /// held inside them.
-fn zero_border(p: &mut [f32], (h, w): (usize, usize), [top, left, bottom, right]: [usize; 4]) {
+pub(crate) fn zero_border(
+    p: &mut [f32],
+    (h, w): (usize, usize),
+    [top, left, bottom, right]: [usize; 4],
+) {
     let pitch = w + left + right;
     let (head, rest) = p.split_at_mut(top * pitch);
     head.fill(0.0);

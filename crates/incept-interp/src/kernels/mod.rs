@@ -10,6 +10,7 @@ pub mod linear;
 pub mod narrow;
 pub mod pool;
 pub mod sgemm;
+pub mod winograd;
 
 /// The per-core L2 of the machines the kernels' choices were measured on
 /// (AMD EPYC, 1 MiB): what a layer's working set must fit in to be read
