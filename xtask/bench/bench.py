@@ -232,7 +232,7 @@ def main() -> int:
 
     # Inference.
     configs = [(1, 1), (1, 2)] if args.quick else [(1, 1), (1, 2), (8, 1), (8, 2)]
-    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime (the rounds' own ratios) | incept GFLOP/s | machine FMA peak GFLOP/s (incept's share) | machine GEMM GFLOP/s (onnxruntime MatMul 2048³) | thread round trip ns (before, after) |")
+    say("| batch | threads | incept median (min) ms | onnxruntime median (min) ms | incept / onnxruntime (the rounds' own ratios) | incept GFLOP/s (effective: the definition's FLOPs) | machine FMA peak GFLOP/s (incept's effective rate over it) | machine GEMM GFLOP/s (onnxruntime MatMul 2048³) | thread round trip ns (before, after) |")
     say("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     peak_b1 = None
     for batch, threads in configs:

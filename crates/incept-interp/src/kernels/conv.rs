@@ -292,22 +292,14 @@ pub fn conv2d_direct<T: Float>(
     } else {
         direct::scratch_len(g)
     };
-    // With the Winograd path, a pooled layer's convolution output goes to
-    // scratch first, after the padded input.
-    let raw_len = match (weight.winograd(), pool) {
-        (Some(_), Some(_)) => g.o * g.oh * g.ow,
-        _ => 0,
-    };
-    let Some(buf) = T::as_f32_mut(scratch_of(scratch, need + raw_len)) else {
+    let Some(padded) = T::as_f32_mut(scratch_of(scratch, need)) else {
         unreachable!("weights are packed only for float32");
     };
-    let (padded, raw) = buf.split_at_mut(need);
     if let Some(wg) = weight.winograd() {
         let padded_input = layout.padded_input;
         match pool {
             Some(p) => {
-                winograd::conv(g, x, padded_input, wg, &tail, raw, [0; 4], padded, threads);
-                super::pool::pool2d(p, raw, y, threads);
+                winograd::conv_pool(g, x, padded_input, wg, &tail, p, y, padded, threads);
             }
             None => {
                 let out_pads = layout.out_pads;

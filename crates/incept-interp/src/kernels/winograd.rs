@@ -17,7 +17,9 @@
 use std::cell::RefCell;
 
 use super::conv::ConvGeom;
+use super::pool::PoolGeom;
 use super::sgemm::{self, Dense, PackedWeights, Tail};
+use incept_ir::op::PoolKind;
 
 /// Bytes of transformed input (`16 × C × tiles` floats) a block aims for:
 /// with the transformed outputs of one chunk of channels, it stays in the
@@ -54,9 +56,16 @@ pub struct WinogradWeights {
 
 impl WinogradWeights {
     /// Transforms `w` (`[o, c·9]`, a 3x3 kernel per input channel), or
-    /// `None` when this CPU has no AVX-512F.
+    /// `None` when this CPU has no AVX-512F or a weight is infinite or NaN
+    /// (the transforms' differences could turn the definition's ±inf into
+    /// NaN; the direct path keeps such a layer).
     pub fn new(w: &[f32], o: usize, c: usize) -> Option<Self> {
-        if !sgemm::available() || o == 0 || c == 0 || w.len() != o * c * 9 {
+        if !sgemm::available()
+            || o == 0
+            || c == 0
+            || w.len() != o * c * 9
+            || !w.iter().all(|v| v.is_finite())
+        {
             return None;
         }
         let tiles = block_tiles(c);
@@ -148,6 +157,34 @@ thread_local! {
     static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// What [`conv`] and [`conv_pool`] share: checks, and the input with its
+/// zero border (`x` itself, or copied into `scratch`).
+fn prepare<'a>(
+    g: &ConvGeom,
+    x: &'a [f32],
+    padded_input: bool,
+    w: &WinogradWeights,
+    tail: &Tail<'_>,
+    scratch: &'a mut [f32],
+) -> &'a [f32] {
+    assert!(takes(g), "winograd: a geometry this path does not take");
+    assert!(
+        w.o == g.o && w.c == g.c,
+        "winograd: weights of another shape"
+    );
+    for v in [tail.scale, tail.shift].into_iter().flatten() {
+        assert!(v.len() >= g.o, "winograd: tail shorter than the channels");
+    }
+    let (hp, wp) = super::conv::padded_size(g);
+    if g.pads == [0; 4] || padded_input {
+        &x[..g.c * hp * wp]
+    } else {
+        let buf = &mut scratch[..g.c * hp * wp];
+        super::conv::pad_into(g, &x[..g.c * g.h * g.w], buf);
+        buf
+    }
+}
+
 /// `out = tail(conv(x, w))`, `out` `[O, OH, OW]` written inside borders
 /// `out_pads` (zeroed here). `x` is `[C, H, W]`, or with `padded_input`
 /// `[C, H + pads, W + pads]` holding the layer's zero border; a padded
@@ -166,22 +203,7 @@ pub fn conv(
     scratch: &mut [f32],
     threads: usize,
 ) {
-    assert!(takes(g), "winograd: a geometry this path does not take");
-    assert!(
-        w.o == g.o && w.c == g.c,
-        "winograd: weights of another shape"
-    );
-    for v in [tail.scale, tail.shift].into_iter().flatten() {
-        assert!(v.len() >= g.o, "winograd: tail shorter than the channels");
-    }
-    let (hp, wp) = super::conv::padded_size(g);
-    let xp: &[f32] = if g.pads == [0; 4] || padded_input {
-        &x[..g.c * hp * wp]
-    } else {
-        let buf = &mut scratch[..g.c * hp * wp];
-        super::conv::pad_into(g, &x[..g.c * g.h * g.w], buf);
-        buf
-    };
+    let xp = prepare(g, x, padded_input, w, tail, scratch);
     let [top, left, bottom, right] = out_pads;
     let pitch = g.ow + left + right;
     let plane = (g.oh + top + bottom) * pitch;
@@ -191,6 +213,7 @@ pub fn conv(
             super::direct::zero_border(p, (g.oh, g.ow), out_pads);
         }
     }
+    let (hp, wp) = super::conv::padded_size(g);
     let geo = Tiling {
         c: g.c,
         hp,
@@ -201,6 +224,7 @@ pub fn conv(
         pitch,
         plane,
         origin: top * pitch + left,
+        ring: 0,
     };
     let n_tiles = g.oh.div_ceil(2) * geo.tx;
     let blocks = n_tiles.div_ceil(w.tiles);
@@ -223,6 +247,142 @@ pub fn conv(
     }
 }
 
+/// True when [`conv_pool`] can pool a layer's output with `p`: a 3x3
+/// stride-2 max pooling without padding (the stem's two) of the whole
+/// output.
+pub fn pools(g: &ConvGeom, p: &PoolGeom) -> bool {
+    p.kind == PoolKind::Max
+        && super::pool::is_valid_3x3_s2(p)
+        && (p.c, p.h, p.w) == (g.o, g.oh, g.ow)
+}
+
+thread_local! {
+    /// Each thread's ring of convolution rows in [`conv_pool`].
+    static RING: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `out = maxpool(tail(conv(x, w)))` for a pooling `p` that [`pools`]
+/// takes, `out` `[O, POH, POW]`: the convolution's rows go through a ring
+/// per thread and are pooled as each block of tiles completes them, so its
+/// whole output (Conv2d_2b's 5.5 MB) is never written out and read back,
+/// as on the direct path (`direct::conv_pool`). Two threads split the
+/// pooled rows, each computing the one tile row their parts share. Other
+/// arguments as [`conv`]'s.
+/// Panics if a slice is too short for the geometry (a bug check).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_pool(
+    g: &ConvGeom,
+    x: &[f32],
+    padded_input: bool,
+    w: &WinogradWeights,
+    tail: &Tail<'_>,
+    p: &PoolGeom,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    assert!(pools(g, p), "winograd: a pooling this path does not take");
+    let xp = prepare(g, x, padded_input, w, tail, scratch);
+    let plane = p.oh * p.ow;
+    let out = &mut out[..g.o * plane];
+    let (hp, wp) = super::conv::padded_size(g);
+    let tx = g.ow.div_ceil(2);
+    // Rows live at once: the two of a tile row waiting for the next one's
+    // first, a partly done tile row, and a block's (see `pooled_rows`).
+    let ring = 2 * w.tiles.div_ceil(tx) + 4;
+    let geo = Tiling {
+        c: g.c,
+        hp,
+        wp,
+        oh: g.oh,
+        ow: g.ow,
+        tx,
+        pitch: g.ow,
+        plane: ring * g.ow,
+        origin: 0,
+        ring,
+    };
+    let threads = super::balance::threads(threads);
+    if threads >= 2 && p.oh >= 2 {
+        let split = super::balance::first_share(p.oh);
+        let (mut a, mut b): (Vec<&mut [f32]>, Vec<&mut [f32]>) = out
+            .chunks_mut(plane)
+            .map(|q| q.split_at_mut(split * p.ow))
+            .unzip();
+        super::balance::join(
+            (split, || {
+                pooled_rows(&geo, xp, w, tail, p, &mut a, (0, split))
+            }),
+            (p.oh - split, || {
+                pooled_rows(&geo, xp, w, tail, p, &mut b, (split, p.oh))
+            }),
+        );
+    } else {
+        let mut planes: Vec<&mut [f32]> = out.chunks_mut(plane).collect();
+        pooled_rows(&geo, xp, w, tail, p, &mut planes, (0, p.oh));
+    }
+}
+
+/// Pooled rows `lo..hi` of [`conv_pool`] into `planes` (one slice per
+/// channel, from row `lo`): tile rows `lo..=hi` (convolution rows `2lo` to
+/// `2hi + 1`), block by block into the thread's ring, each pooled row
+/// taken as soon as its three rows are done.
+fn pooled_rows(
+    geo: &Tiling,
+    xp: &[f32],
+    w: &WinogradWeights,
+    tail: &Tail<'_>,
+    p: &PoolGeom,
+    planes: &mut [&mut [f32]],
+    (lo, hi): (usize, usize),
+) {
+    let ty_end = (hi + 1).min(geo.oh.div_ceil(2));
+    let (t_start, t_end) = (lo * geo.tx, ty_end * geo.tx);
+    RING.with(|r| {
+        let Ok(mut ring) = r.try_borrow_mut() else {
+            unreachable!("winograd: a pooled block inside another on one thread");
+        };
+        let ring = super::conv::scratch_of(&mut ring, w.o * geo.plane);
+        let (mut py, mut t) = (lo, t_start);
+        while t < t_end {
+            // The ring's rows between the oldest one still to pool, `2·py`
+            // (at least two rows before the block's first tile row), and
+            // the block's last: at most `geo.ring`.
+            let n = w.tiles.min(t_end - t);
+            block(
+                geo,
+                xp,
+                w,
+                tail,
+                OutPtr(ring.as_mut_ptr(), ring.len()),
+                t,
+                n,
+            );
+            t += n;
+            let done = if t == t_end {
+                geo.oh.min(2 * ty_end)
+            } else {
+                2 * (t / geo.tx)
+            };
+            while py < hi && 2 * py + 3 <= done {
+                let row =
+                    |y: usize, c: usize| &ring[c * geo.plane + (y % geo.ring) * geo.ow..][..geo.ow];
+                for (c, plane) in planes.iter_mut().enumerate() {
+                    let rows = (row(2 * py, c), row(2 * py + 1, c), row(2 * py + 2, c));
+                    let dst = &mut plane[(py - lo) * p.ow..][..p.ow];
+                    let pooled = super::pool::max_row_3x3_s2(rows, dst);
+                    assert!(
+                        pooled,
+                        "winograd: pooling needs AVX-512F, as the weights do"
+                    );
+                }
+                py += 1;
+            }
+        }
+        assert!(py == hi, "winograd: pooled rows {py}..{hi} left");
+    });
+}
+
 /// Where a layer's tiles lie.
 #[derive(Clone, Copy, Debug)]
 struct Tiling {
@@ -239,6 +399,9 @@ struct Tiling {
     plane: usize,
     /// Where output pixel (0, 0) lies in a plane.
     origin: usize,
+    /// Rows of a ring that holds output row `y` at row `y % ring` (0: the
+    /// whole plane, row `y` at row `y`).
+    ring: usize,
 }
 
 impl Tiling {
@@ -385,7 +548,8 @@ fn output_run(
         let o = o0 + r;
         let scale = tail.scale.map_or(1.0, |s| s[o]);
         let shift = tail.shift.map_or(0.0, |s| s[o]);
-        let row0 = o * geo.plane + geo.origin + y0 * geo.pitch;
+        let y_at = if geo.ring > 0 { y0 % geo.ring } else { y0 };
+        let row0 = o * geo.plane + geo.origin + y_at * geo.pitch;
         assert!(row0 + usize::from(two_rows) * geo.pitch + geo.ow <= dst.1);
         let mut x = 0;
         while x < len {
@@ -671,6 +835,64 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The fused pooling gives the bits of the convolution then the
+    /// pooling, on odd and even planes, on one thread and two.
+    #[test]
+    fn pooled_rows_match_pooling_after() {
+        if !sgemm::available() {
+            return;
+        }
+        for (c, hw, o, pad) in [(16, 41, 20, 0), (17, 30, 33, 1), (16, 70, 16, 0)] {
+            let g = ConvGeom::from_input((c, hw, hw), o, [3, 3], [1, 1], [pad; 4], [1, 1], 1);
+            let x = data(c * hw * hw, 7);
+            let w = data(o * c * 9, 8);
+            let shift = data(o, 9);
+            let tail = Tail {
+                scale: None,
+                shift: Some(&shift),
+                relu: true,
+            };
+            let ww = WinogradWeights::new(&w, o, c).unwrap();
+            let mut padded = vec![0.0; c * (hw + 2) * (hw + 2)];
+            let mut full = vec![0f32; o * g.oh * g.ow];
+            conv(&g, &x, false, &ww, &tail, &mut full, [0; 4], &mut padded, 1);
+            let p = PoolGeom {
+                kind: PoolKind::Max,
+                c: o,
+                h: g.oh,
+                w: g.ow,
+                oh: (g.oh - 3) / 2 + 1,
+                ow: (g.ow - 3) / 2 + 1,
+                kernel: [3, 3],
+                stride: [2, 2],
+                pads: [0; 4],
+                count_include_pad: true,
+            };
+            let mut want = vec![0f32; o * p.oh * p.ow];
+            crate::kernels::pool::pool2d(&p, &full, &mut want, 1);
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; want.len()];
+                conv_pool(
+                    &g,
+                    &x,
+                    false,
+                    &ww,
+                    &tail,
+                    &p,
+                    &mut got,
+                    &mut padded,
+                    threads,
+                );
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{c}x{hw} -> {o}, pad {pad}, {threads} threads"
+                );
             }
         }
     }
