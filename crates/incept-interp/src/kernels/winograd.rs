@@ -503,6 +503,15 @@ fn input_run(
         // last tile row's fourth row and the last tile's fourth column lie
         // past it, and feed only the outputs past its edge, never written.
         let src = &xp[c * plane + 2 * ty * geo.wp..];
+        // The next channel's window, whose rows come from L3 (the stem's
+        // inputs, 2.8 MB): Conv2d_2a and 2b 4-5% faster (in-process A/B;
+        // two channels ahead the same, four less), the rest even.
+        let ahead = xp
+            .as_ptr()
+            .wrapping_add((c + 1) * plane + 2 * ty * geo.wp + 2 * x0);
+        for i in 0..4 {
+            prefetch(ahead.wrapping_add(i * geo.wp), 2 * len + 2);
+        }
         let mut x = 0;
         while x < len {
             let k = (len - x).min(16);
@@ -525,6 +534,23 @@ fn input_run(
             x += k;
         }
     }
+}
+
+/// Prefetches `n` floats from `p` into L1 (a prefetch never faults: `p`
+/// may lie past the input).
+fn prefetch(p: *const f32, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for l in (0..n + 15).step_by(16) {
+        // SAFETY: a prefetch reads nothing and cannot fault; SSE is part of
+        // x86_64.
+        #[allow(unsafe_code)]
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(l).cast::<i8>());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, n);
 }
 
 /// The output transform of one run of tiles `(ty, x0, len, pos)` for the
