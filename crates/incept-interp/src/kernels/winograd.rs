@@ -787,7 +787,8 @@ mod tests {
     }
 
     /// Against the `gemm` crate path (the plain weights), on odd and even
-    /// planes, padded or not, with and without output borders.
+    /// planes, padded or not, with and without output borders, in one block
+    /// of tiles or several, on one thread and two (the same bits).
     #[test]
     fn matches_the_direct_definition() {
         if !sgemm::available() {
@@ -798,6 +799,7 @@ mod tests {
             (16, 36, 23, 1),
             (20, 25, 40, 1),
             (17, 40, 50, 0),
+            (16, 70, 24, 1),
         ] {
             let g = ConvGeom::from_input((c, hw, hw), o, [3, 3], [1, 1], [pad; 4], [1, 1], 1);
             let x = data(c * hw * hw, 1);
@@ -825,8 +827,9 @@ mod tests {
                 shift: Some(&shift),
                 relu: true,
             };
+            let mut one_thread: Vec<Vec<f32>> = Vec::new();
             for threads in [1, 2] {
-                for border in [[0; 4], [1, 2, 1, 2]] {
+                for (b, border) in [[0; 4], [1, 2, 1, 2]].into_iter().enumerate() {
                     let pitch = g.ow + border[1] + border[3];
                     let plane = (g.oh + border[0] + border[2]) * pitch;
                     let mut got = vec![f32::NAN; o * plane];
@@ -859,6 +862,17 @@ mod tests {
                                 }
                             }
                         }
+                    }
+                    // Blocks are summed alike whichever thread runs them.
+                    match one_thread.get(b) {
+                        None => one_thread.push(got),
+                        Some(first) => assert!(
+                            first
+                                .iter()
+                                .zip(&got)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{c}x{hw} -> {o}: two threads changed the bits"
+                        ),
                     }
                 }
             }
