@@ -1567,18 +1567,7 @@ mod tests {
         ];
         for &(c, h, w, o, pads) in cases {
             let g = ConvGeom::from_input((c, h, w), o, [3, 3], [1, 1], pads, [1, 1], 1);
-            let p = PoolGeom {
-                kind: PoolKind::Max,
-                c: o,
-                h: g.oh,
-                w: g.ow,
-                oh: (g.oh - 3) / 2 + 1,
-                ow: (g.ow - 3) / 2 + 1,
-                kernel: [3, 3],
-                stride: [2, 2],
-                pads: [0; 4],
-                count_include_pad: true,
-            };
+            let p = PoolGeom::max_3x3_s2(o, g.oh, g.ow);
             assert!(pools(&g, &p), "{g:?}");
             let mut x: Vec<f32> = (0..c * h * w)
                 .map(|i| ((i * 7919) % 211) as f32 / 50.0 - 2.0)

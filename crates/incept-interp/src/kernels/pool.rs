@@ -32,6 +32,26 @@ pub struct PoolGeom {
     pub count_include_pad: bool,
 }
 
+#[cfg(test)]
+impl PoolGeom {
+    /// A 3x3 stride-2 max pooling without padding of `c` planes `h` by `w`
+    /// (the stem's, in tests).
+    pub(crate) fn max_3x3_s2(c: usize, h: usize, w: usize) -> PoolGeom {
+        PoolGeom {
+            kind: PoolKind::Max,
+            c,
+            h,
+            w,
+            oh: (h - 3) / 2 + 1,
+            ow: (w - 3) / 2 + 1,
+            kernel: [3, 3],
+            stride: [2, 2],
+            pads: [0; 4],
+            count_include_pad: true,
+        }
+    }
+}
+
 /// A window along one axis: the clipped input range `[lo, hi)` and the
 /// window's extent clipped to the padded input (PyTorch's divisor).
 #[derive(Clone, Copy, Debug)]
