@@ -72,11 +72,16 @@ impl DirectWeights {
         })
     }
 
-    /// These weights (`w`, `[o, k]` as given to [`Self::new`]) also
-    /// transformed for [`super::winograd::conv`], where it takes `g`.
+    /// These weights (`w`, `[o, k]` as given to [`Self::new`]) transformed
+    /// for [`super::winograd::conv`] instead, where it takes `g`: the
+    /// packed copy is then dropped (one copy of the weights), and only the
+    /// Winograd path may run them.
     pub fn with_winograd(mut self, w: &[f32], g: &ConvGeom) -> Self {
         if super::winograd::takes(g) {
             self.winograd = WinogradWeights::new(w, g.o, g.c);
+            if self.winograd.is_some() {
+                self.data = Vec::new();
+            }
         }
         self
     }
@@ -86,8 +91,13 @@ impl DirectWeights {
         self.winograd.as_ref()
     }
 
-    /// Panel `p`'s packed weights and their row length.
+    /// Panel `p`'s packed weights and their row length. Panics on weights
+    /// the Winograd path runs (a bug check: they keep no packed copy).
     fn panel(&self, p: usize) -> (&[f32], usize) {
+        assert!(
+            self.winograd.is_none(),
+            "direct: weights of the Winograd path"
+        );
         let width = panel_width(self.o, p);
         (&self.data[p * PANEL * self.k..][..self.k * width], width)
     }
