@@ -56,7 +56,8 @@ pub enum NodeWeights<T> {
         weight: Arc<Vec<T>>,
         /// The weight packed for the AVX-512 float32 kernel, when it runs here.
         packed: Option<Arc<PackedWeights>>,
-        /// The weight packed for the direct kernel, for layers it takes.
+        /// The weight packed for the direct kernel, for layers it takes
+        /// (or transformed for its Winograd path, see `DirectWeights`).
         direct: Option<Arc<DirectWeights>>,
         /// Bias.
         bias: Option<Vec<T>>,
@@ -157,7 +158,8 @@ pub fn prepare_weights<T: Float>(
                 let rows = c.out_channels;
                 let k = weight.len().checked_div(rows).unwrap_or(0);
                 // One packed copy: for the direct kernel where it runs the
-                // layer, else for the GEMM.
+                // layer (transformed instead for its Winograd path, on the
+                // 3x3s that path takes), else for the GEMM.
                 let direct = conv_geom(graph, node)
                     .filter(direct::fits)
                     .and_then(|g| {
