@@ -295,6 +295,10 @@ pub fn conv2d_direct<T: Float>(
     let Some(padded) = T::as_f32_mut(scratch_of(scratch, need)) else {
         unreachable!("weights are packed only for float32");
     };
+    assert!(
+        pool.is_none() || layout.out_pads == [0; 4],
+        "conv: a pooled output written inside borders"
+    );
     if let Some(wg) = weight.winograd() {
         let padded_input = layout.padded_input;
         match pool {
@@ -310,10 +314,6 @@ pub fn conv2d_direct<T: Float>(
     }
     match pool {
         Some(p) => {
-            assert!(
-                layout.out_pads == [0; 4],
-                "conv: a pooled output written inside borders"
-            );
             let padded_input = layout.padded_input;
             direct::conv_pool(g, x, weight, &tail, p, y, padded, threads, padded_input);
         }

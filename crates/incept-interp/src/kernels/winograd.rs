@@ -21,13 +21,14 @@ use super::pool::PoolGeom;
 use super::sgemm::{self, Dense, PackedWeights, Tail};
 use incept_ir::op::PoolKind;
 
-/// Bytes of transformed input (`16 × C × tiles` floats) a block aims for:
-/// with the transformed outputs of one chunk of channels, it stays in the
-/// 1 MiB L2 between the transforms and the GEMMs.
+/// Bytes of transformed input (`16 × C × tiles` floats) a block aims for,
+/// so that with the GEMM output of one chunk of channels ([`M_BYTES`]) it
+/// stays mostly in the 1 MiB L2 between the transforms and the GEMMs.
 const V_BYTES: usize = 384 << 10;
 
 /// Bytes of GEMM output (`16 × rows × tiles` floats) per chunk of output
-/// channels.
+/// channels, before the chunks are evened out and rounded up to whole
+/// register tiles (Conv2d_2b's two chunks of 36 rows: 442 KiB).
 const M_BYTES: usize = 384 << 10;
 
 /// Fewest input and output channels for which the transforms pay: per
@@ -37,7 +38,9 @@ const M_BYTES: usize = 384 << 10;
 /// than they save, and the GEMM's sums over a few channels run far from
 /// its peak. On the test models (channels divided by 16), Conv2d_2a
 /// (2 → 2 channels) took 0.102 ms this way against 0.088 direct, 4a (5 →
-/// 12) 0.131 against 0.108 (`examples/conv_profile`).
+/// 12) 0.131 against 0.108 (`examples/conv_profile`). 16, twice the
+/// estimate, is a margin: nothing between 12 and 32 channels was measured
+/// (Inception V3's smallest layer here has 32).
 const MIN_CHANNELS: usize = 16;
 
 /// Convolution weights `[O, C, 3, 3]` transformed for [`conv`]: for each
@@ -148,7 +151,6 @@ pub fn takes(g: &ConvGeom) -> bool {
         && g.groups == 1
         && g.ow >= 17
         && g.oh >= 2
-        && u32::try_from(g.c * (g.h + 2) * (g.w + 2)).is_ok()
 }
 
 thread_local! {
@@ -586,7 +588,8 @@ fn output_run(
             // SAFETY: AVX-512F was detected; lanes `< k` of `m` at
             // `(ξ·rows + r)·t + pos + x` lie inside `m` (asserted above);
             // the `cols` outputs of each of the tile row's one or two rows
-            // lie inside the output (asserted above: `px + cols ≤ ow`), and
+            // lie inside the output (the row's end is asserted above, and
+            // `px + cols ≤ ow` by the definition of `cols`), and
             // belong to this block's tiles alone (see `OutPtr`).
             #[allow(unsafe_code)]
             unsafe {
@@ -887,7 +890,14 @@ mod tests {
         if !sgemm::available() {
             return;
         }
-        for (c, hw, o, pad) in [(16, 41, 20, 0), (17, 30, 33, 1), (16, 70, 16, 0)] {
+        // The last: blocks of 32 tiles (200 channels), shorter than a tile row
+        // of 34, the ring at its tightest.
+        for (c, hw, o, pad) in [
+            (16, 41, 20, 0),
+            (17, 30, 33, 1),
+            (16, 70, 16, 0),
+            (200, 69, 16, 0),
+        ] {
             let g = ConvGeom::from_input((c, hw, hw), o, [3, 3], [1, 1], [pad; 4], [1, 1], 1);
             let x = data(c * hw * hw, 7);
             let w = data(o * c * 9, 8);
