@@ -215,19 +215,7 @@ pub fn conv(
             super::direct::zero_border(p, (g.oh, g.ow), out_pads);
         }
     }
-    let (hp, wp) = super::conv::padded_size(g);
-    let geo = Tiling {
-        c: g.c,
-        hp,
-        wp,
-        oh: g.oh,
-        ow: g.ow,
-        tx: g.ow.div_ceil(2),
-        pitch,
-        plane,
-        origin: top * pitch + left,
-        ring: 0,
-    };
+    let geo = Tiling::new(g, (pitch, plane), top * pitch + left, 0);
     let n_tiles = g.oh.div_ceil(2) * geo.tx;
     let blocks = n_tiles.div_ceil(w.tiles);
     let dst = OutPtr(out.as_mut_ptr(), out.len());
@@ -287,23 +275,10 @@ pub fn conv_pool(
     let xp = prepare(g, x, padded_input, w, tail, scratch);
     let plane = p.oh * p.ow;
     let out = &mut out[..g.o * plane];
-    let (hp, wp) = super::conv::padded_size(g);
-    let tx = g.ow.div_ceil(2);
     // Rows live at once: the two of a tile row waiting for the next one's
     // first, a partly done tile row, and a block's (see `pooled_rows`).
-    let ring = 2 * w.tiles.div_ceil(tx) + 4;
-    let geo = Tiling {
-        c: g.c,
-        hp,
-        wp,
-        oh: g.oh,
-        ow: g.ow,
-        tx,
-        pitch: g.ow,
-        plane: ring * g.ow,
-        origin: 0,
-        ring,
-    };
+    let ring = 2 * w.tiles.div_ceil(g.ow.div_ceil(2)) + 4;
+    let geo = Tiling::new(g, (g.ow, ring * g.ow), 0, ring);
     let threads = super::balance::threads(threads);
     if threads >= 2 && p.oh >= 2 {
         let split = super::balance::first_share(p.oh);
@@ -368,7 +343,7 @@ fn pooled_rows(
             };
             while py < hi && 2 * py + 3 <= done {
                 let row =
-                    |y: usize, c: usize| &ring[c * geo.plane + (y % geo.ring) * geo.ow..][..geo.ow];
+                    |y: usize, c: usize| &ring[c * geo.plane + geo.row_at(y) * geo.ow..][..geo.ow];
                 for (c, plane) in planes.iter_mut().enumerate() {
                     let rows = (row(2 * py, c), row(2 * py + 1, c), row(2 * py + 2, c));
                     let dst = &mut plane[(py - lo) * p.ow..][..p.ow];
@@ -407,6 +382,29 @@ struct Tiling {
 }
 
 impl Tiling {
+    /// `g`'s tiles, written to planes of `(pitch, plane)` with output pixel
+    /// (0, 0) at `origin`, in a ring of `ring` rows (0: none).
+    fn new(g: &ConvGeom, (pitch, plane): (usize, usize), origin: usize, ring: usize) -> Tiling {
+        let (hp, wp) = super::conv::padded_size(g);
+        Tiling {
+            c: g.c,
+            hp,
+            wp,
+            oh: g.oh,
+            ow: g.ow,
+            tx: g.ow.div_ceil(2),
+            pitch,
+            plane,
+            origin,
+            ring,
+        }
+    }
+
+    /// The row of a plane that holds output row `y`.
+    fn row_at(&self, y: usize) -> usize {
+        if self.ring > 0 { y % self.ring } else { y }
+    }
+
     /// The tiles `t0..t0 + n` (row-major over the tile grid) as runs along
     /// one tile row: `(tile row, first tile column, tiles, position in the
     /// block)`.
@@ -576,8 +574,7 @@ fn output_run(
         let o = o0 + r;
         let scale = tail.scale.map_or(1.0, |s| s[o]);
         let shift = tail.shift.map_or(0.0, |s| s[o]);
-        let y_at = if geo.ring > 0 { y0 % geo.ring } else { y0 };
-        let row0 = o * geo.plane + geo.origin + y_at * geo.pitch;
+        let row0 = o * geo.plane + geo.origin + geo.row_at(y0) * geo.pitch;
         assert!(row0 + usize::from(two_rows) * geo.pitch + geo.ow <= dst.1);
         let mut x = 0;
         while x < len {
